@@ -1,0 +1,3 @@
+"""diffusion-core (under construction)."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+"""galaxiesml-data (under construction)."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+"""galgen-cli (under construction)."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+"""gen-backbones (under construction)."""
+
+__version__ = "0.1.0"

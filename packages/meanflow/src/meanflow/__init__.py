@@ -1,0 +1,3 @@
+"""meanflow (under construction)."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+"""morph-metrics (under construction)."""
+
+__version__ = "0.1.0"

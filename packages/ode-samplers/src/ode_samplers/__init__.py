@@ -1,0 +1,3 @@
+"""ode-samplers (under construction)."""
+
+__version__ = "0.1.0"
