@@ -1,0 +1,126 @@
+"""Figures of the evaluation: unconditional histograms, redshift-binned means, sample grids."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+_LABELS = {
+    "semi_major_axis": "semi-major axis [px]",
+    "sersic_index": "Sérsic index",
+    "isophotal_area": "isophotal area [px²]",
+    "ellipticity": "ellipticity",
+}
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def histograms(ref: dict, gens: dict[str, dict], stats, path: Path) -> None:
+    """One panel per statistic: real vs every generated set on the metric's shared bin edges."""
+    import morph_metrics as mm
+
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(stats), figsize=(4 * len(stats), 3.2))
+    for ax, s in zip(np.atleast_1d(axes), stats):
+        edges = mm.default_edges(s)
+        ax.hist(ref[s][np.isfinite(ref[s])], bins=edges, density=True, color="0.7", label="real")
+        for name, g in gens.items():
+            ax.hist(g[s][np.isfinite(g[s])], bins=edges, density=True, histtype="step", label=name)
+        ax.set_xlabel(_LABELS.get(s, s))
+    np.atleast_1d(axes)[0].legend(fontsize=7)
+    _save(fig, path)
+
+
+def binned_means(ref: dict, gens: dict[str, dict], stats, path: Path, n_bins: int = 8) -> None:
+    """Mean of each statistic in redshift bins on [0, 4] with standard errors."""
+    plt = _plt()
+    edges = np.linspace(0, 4, n_bins + 1)
+    centers = 0.5 * (edges[1:] + edges[:-1])
+    fig, axes = plt.subplots(1, len(stats), figsize=(4 * len(stats), 3.2))
+    for ax, s in zip(np.atleast_1d(axes), stats):
+        for name, cols in {"real": ref, **gens}.items():
+            m, e = _binned(cols["redshift"], cols[s], edges)
+            ax.errorbar(
+                centers,
+                m,
+                yerr=e,
+                marker="o",
+                ms=3,
+                capsize=2,
+                label=name,
+                color="k" if name == "real" else None,
+            )
+        ax.set_xlabel("redshift")
+        ax.set_ylabel(_LABELS.get(s, s))
+    np.atleast_1d(axes)[0].legend(fontsize=7)
+    _save(fig, path)
+
+
+def _binned(z, v, edges):
+    idx = np.clip(np.digitize(z, edges) - 1, 0, len(edges) - 2)
+    ok = np.isfinite(v) & np.isfinite(z)
+    m = np.full(len(edges) - 1, np.nan)
+    e = np.full(len(edges) - 1, np.nan)
+    for b in range(len(edges) - 1):
+        x = v[ok & (idx == b)]
+        if x.size:
+            m[b] = x.mean()
+            e[b] = x.std() / np.sqrt(x.size)
+    return m, e
+
+
+def sample_grid(
+    real: Path,
+    gens: dict[str, Path],
+    path: Path,
+    per_bin: int = 1,
+    z_edges=(0.0, 0.5, 1.0, 2.0, 4.0),
+) -> None:
+    """Rows: real and each method; columns: redshift bins. g-r-i composite, arcsinh stretch."""
+    from galaxiesml_data import open_split
+
+    plt = _plt()
+    sets = {"real": real, **gens}
+    n_cols = len(z_edges) - 1
+    fig, axes = plt.subplots(
+        len(sets), n_cols, figsize=(1.6 * n_cols, 1.6 * len(sets)), squeeze=False
+    )
+    for r, (name, f) in enumerate(sets.items()):
+        ds = open_split(f)
+        z = np.asarray(ds.redshift[:])
+        for c in range(n_cols):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            sel = np.flatnonzero((z >= z_edges[c]) & (z < z_edges[c + 1]))
+            if sel.size:
+                ax.imshow(_rgb(np.asarray(ds.images[int(sel[0])])))
+            if r == 0:
+                ax.set_title(f"{z_edges[c]}≤z<{z_edges[c + 1]}", fontsize=7)
+            if c == 0:
+                ax.set_ylabel(name, fontsize=7)
+    _save(fig, path)
+
+
+def _rgb(img: np.ndarray) -> np.ndarray:
+    """(H, W, 5) flux -> (H, W, 3) in [0, 1]: i, r, g as R, G, B with an arcsinh stretch."""
+    x = np.arcsinh(np.stack([img[..., 2], img[..., 1], img[..., 0]], -1) / 0.1)
+    lo, hi = np.nanpercentile(x, 1), np.nanpercentile(x, 99.5)
+    return np.clip((x - lo) / max(hi - lo, 1e-6), 0, 1)
+
+
+def _save(fig, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)

@@ -1,0 +1,842 @@
+"""Stage functions behind the CLI commands: they compose the libraries and own no science.
+
+Every stage reads and writes only the paths it is given. Run directories are self-describing:
+``config.json`` holds the resolved training preset, the data transform, the seed, versions and device.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from galgen._errors import GalgenError
+from galgen._presets import REPRODUCE_PRESETS, resolve
+
+SPLITS = ("training", "validation", "testing")
+#: Default number of sampler steps per method (the study's Table 1 settings).
+DEFAULT_STEPS = {
+    "ddpm": 1000,
+    "ddim": 60,
+    "deis": 30,
+    "dpmpp_2m": 30,
+    "dpmpp_2s": 15,
+    "euler": 60,
+    "heun": 30,
+    "pmf": 1,
+}
+#: The rows of the study's tables: (label, method, steps). DDPM rows need a DDPM run, pMF rows a pMF run.
+DDPM_ROWS = (
+    ("DDPM", "ddpm", None),
+    ("DDIM (η=0)", "ddim", 60),
+    ("DEIS-AB2", "deis", 30),
+    ("DPM++2M", "dpmpp_2m", 30),
+    ("DPM++2S", "dpmpp_2s", 15),
+)
+PMF_ROWS = (("p-MF 1-step", "pmf", 1), ("p-MF 2-step", "pmf", 2))
+STATS = ("semi_major_axis", "sersic_index", "isophotal_area", "ellipticity")
+STAT_LABELS = {
+    "semi_major_axis": "SMA",
+    "sersic_index": "SI",
+    "isophotal_area": "IA",
+    "ellipticity": "Ell.",
+}
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def split_path(data: Path, split: str) -> Path:
+    """The ``*_{split}_with_morphology.hdf5`` file in directory ``data`` (one clear error if absent)."""
+    data = Path(data)
+    if not data.is_dir():
+        raise GalgenError(f"data directory {data} does not exist")
+    found = sorted(data.glob(f"5x*_{split}_with_morphology.hdf5"))
+    if not found:
+        raise GalgenError(f"no 5xHxW_{split}_with_morphology.hdf5 file in {data}")
+    return found[0]
+
+
+def environment() -> dict[str, Any]:
+    """Versions, device and host: stamped into every run directory and report."""
+    import importlib.metadata as md
+
+    import jax
+
+    dists = (
+        "galgen-cli",
+        "galaxiesml-data",
+        "gen-backbones",
+        "ode-samplers",
+        "diffusion-core",
+        "meanflow",
+        "morph-metrics",
+        "jax",
+        "flax",
+        "optax",
+        "statmorph",
+        "photutils",
+    )
+    versions = {}
+    for d in dists:
+        try:
+            versions[d] = md.version(d)
+        except md.PackageNotFoundError:
+            versions[d] = None
+    dev = jax.devices()[0]
+    return {
+        "versions": versions,
+        "device": f"{dev.platform}:{dev.device_kind}",
+        "n_devices": jax.device_count(),
+        "host": platform.node(),
+        "cpu": _cpu_name(),
+        "python": platform.python_version(),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=_jsonable))
+    tmp.replace(path)
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    if isinstance(x, Path):
+        return str(x)
+    raise TypeError(f"not JSON serializable: {type(x).__name__}")
+
+
+def _transform(kind: str):
+    import galaxiesml_data as gd
+
+    kinds = {"arcsinh": gd.ArcsinhStretch, "minmax": gd.MinMaxScale}
+    if kind not in kinds:
+        raise GalgenError(f"data.transform {kind!r} unknown; choose arcsinh or minmax")
+    return kinds[kind]
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def synth(
+    out: Path,
+    *,
+    n_train: int,
+    n_val: int,
+    n_test: int,
+    size: int,
+    seed: int,
+    workers: int | None = None,
+) -> list[Path]:
+    """Synthesize the three GalaxiesML-schema splits into ``out``."""
+    from galaxiesml_data import synthesize
+
+    Path(out).mkdir(parents=True, exist_ok=True)
+    paths = synthesize(
+        out, n_train, n_val, n_test, size=size, seed=seed, workers=workers, progress=True
+    )
+    return [Path(p) for p in (paths.values() if isinstance(paths, dict) else paths)]
+
+
+def info(file: Path) -> str:
+    """A short human-readable summary of one GalaxiesML-schema file."""
+    from galaxiesml_data import open_split
+
+    ds = open_split(file)
+    z = np.asarray(ds.redshift[:])
+    shape = ds.images.shape
+    lines = [
+        f"file       {file}",
+        f"galaxies   {len(ds)}",
+        f"images     {shape} (channels-last view; float32)",
+        f"redshift   min {z.min():.3f}  median {np.median(z):.3f}  max {z.max():.3f}",
+        f"columns    {len(ds.columns)}: {', '.join(sorted(ds.columns)[:12])}"
+        + (" ..." if len(ds.columns) > 12 else ""),
+    ]
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- models
+
+
+def _build(cfg: dict[str, Any], image_size: int, channels: int):
+    from gen_backbones import build
+
+    bb = dict(cfg["backbone"])
+    name = bb.pop("preset")
+    return build(name, image_size=image_size, channels=channels, **bb)
+
+
+def _objective(cfg: dict[str, Any], net):
+    if cfg["model"] == "ddpm":
+        import diffusion_core as dc
+
+        return dc.ddpm_loss(net.apply, ddpm_schedule(), dc.DDPMConfig(**cfg["objective"]))
+    import meanflow as mf
+
+    return mf.pmf_loss(net.apply, mf.PMFConfig(**cfg["objective"]))
+
+
+def ddpm_schedule():
+    """The study's linear-β schedule (shared by training and sampling)."""
+    from ode_samplers import VPSchedule
+
+    return VPSchedule.linear(beta_start=1e-4, beta_end=0.02, num_train_steps=1000)
+
+
+def train(
+    model: str,
+    data: Path,
+    out: Path,
+    *,
+    preset: str | None,
+    overrides: Sequence[str],
+    resume: bool,
+    seed: int,
+) -> dict[str, Any]:
+    """Train ``model`` ('ddpm' or 'pmf') on the training split in ``data``; return a summary."""
+    import diffusion_core as dc
+    import jax
+    from galaxiesml_data import batches, open_split
+
+    out = Path(out)
+    cfg_path = out / "config.json"
+    if resume:
+        if not cfg_path.exists():
+            raise GalgenError(f"--resume: {out} has no config.json (not a galgen run directory)")
+        cfg = json.loads(cfg_path.read_text())
+        if cfg["model"] != model:
+            raise GalgenError(f"--resume: {out} holds a {cfg['model']} run, not {model}")
+        seed = cfg["seed"]
+    else:
+        if cfg_path.exists():
+            raise GalgenError(f"{out} already holds a run; pass --resume or choose another --out")
+        try:
+            cfg = resolve(preset or f"{model}-tiny", list(overrides))
+        except ValueError as exc:
+            raise GalgenError(str(exc)) from None
+        if cfg["model"] != model:
+            raise GalgenError(f"preset {cfg['preset']!r} trains {cfg['model']}, not {model}")
+        cfg["seed"] = seed
+        cfg["data_dir"] = str(Path(data).resolve())
+
+    ds = open_split(split_path(Path(cfg["data_dir"]), "training"))
+    n, size, _, channels = ds.images.shape
+    if not resume:
+        tf = _transform(cfg["data"]["transform"]).fit(ds, seed=seed)
+        cfg["transform"] = {"kind": cfg["data"]["transform"], **tf.to_dict()}
+        cfg["image_size"], cfg["channels"] = int(size), int(channels)
+        cfg["environment"] = environment()
+        out.mkdir(parents=True, exist_ok=True)
+        _write_json(cfg_path, cfg)
+    tf = load_transform(cfg)
+    net = _build(cfg, size, channels)
+    params = net.init(jax.random.key(seed))
+    loss_fn = _objective(cfg, net)
+    tcfg = dc.TrainConfig.from_dict({**cfg["train"], "seed": seed})
+
+    def batches_fn(start: int):
+        return batches(ds, tcfg.batch_size, seed=seed, start=start, transform=tf.forward)
+
+    state = dc.train(loss_fn, params, batches_fn, tcfg, out)
+    return {"step": int(state.step), "run": str(out)}
+
+
+def load_transform(cfg: dict[str, Any]):
+    """The fitted image transform stored in a run's config."""
+    t = dict(cfg["transform"])
+    return _transform(t.pop("kind")).from_dict(t)
+
+
+def load_run(run: Path):
+    """(config, backbone, EMA params, transform) of a trained run directory."""
+    import diffusion_core as dc
+
+    run = Path(run)
+    cfg_path = run / "config.json"
+    if not cfg_path.exists():
+        raise GalgenError(f"{run} is not a run directory (no config.json)")
+    cfg = json.loads(cfg_path.read_text())
+    if dc.latest_step(run) is None:
+        raise GalgenError(
+            f"{run} has no checkpoint yet; train it first (galgen train ... --out {run})"
+        )
+    state = dc.load_checkpoint(run)
+    net = _build(cfg, cfg["image_size"], cfg["channels"])
+    return cfg, net, state.ema_params, load_transform(cfg)
+
+
+# ----------------------------------------------------------------------------- sampling
+
+
+def make_sampler(
+    cfg: dict[str, Any], net, params, method: str, steps: int | None, guidance: float | None
+):
+    """A jit-compiled ``fn(noise, redshift, key) -> x`` and a thunk giving its NFE after a call.
+
+    NFE counts network evaluations: a classifier-free-guided DDPM step costs two.
+    """
+    import jax
+
+    steps = steps or DEFAULT_STEPS[method]
+    nfe_box: dict[str, int] = {}
+    if cfg["model"] == "pmf":
+        if method != "pmf":
+            raise GalgenError(f"a pMF run samples with --method pmf, not {method!r}")
+        import meanflow as mf
+
+        w = 1.0 if guidance is None else guidance
+
+        def fn(noise, z, key):
+            x, nfe_box["nfe"] = mf.sample(
+                net.apply, params, noise, z, guidance=w, num_steps=steps, return_nfe=True
+            )
+            return x
+
+        return jax.jit(fn), lambda: nfe_box["nfe"]
+    if method == "pmf":
+        raise GalgenError("--method pmf needs a pMF run; this run is a DDPM")
+    import diffusion_core as dc
+    from ode_samplers import sample as ode_sample
+
+    sched = ddpm_schedule()
+    passes = 2 if guidance not in (None, 1.0) else 1
+
+    def fn(noise, z, key):
+        model_fn = dc.ddpm_model_fn(net.apply, params, z, guidance=guidance)
+        x, nfe = ode_sample(
+            model_fn,
+            noise,
+            schedule=sched,
+            method=method,
+            num_steps=steps,
+            prediction="eps",
+            key=key,
+            return_nfe=True,
+        )
+        nfe_box["nfe"] = nfe * passes
+        return x
+
+    return jax.jit(fn), lambda: nfe_box["nfe"]
+
+
+def _redshifts(spec: str, cfg: dict[str, Any], n: int | None):
+    """(redshift (N,), object_id (N,) or None) from 'test', a text file, or 'z1,z2,...'."""
+    from galaxiesml_data import open_split
+
+    if spec == "test":
+        ds = open_split(split_path(Path(cfg["data_dir"]), "testing"))
+        m = len(ds) if n is None else min(n, len(ds))
+        return np.asarray(ds.redshift[:m], np.float32), np.asarray(ds.object_id[:m])
+    path = Path(spec)
+    if path.exists():
+        z = np.loadtxt(path, dtype=np.float32, ndmin=1)
+    else:
+        try:
+            z = np.array([float(v) for v in spec.split(",") if v.strip()], np.float32)
+        except ValueError:
+            raise GalgenError(
+                f"--redshifts {spec!r}: not 'test', an existing file, or z1,z2,..."
+            ) from None
+    if z.size == 0 or not np.all(np.isfinite(z)) or z.min() < 0 or z.max() > 4:
+        raise GalgenError(f"--redshifts {spec!r}: need finite redshifts in [0, 4]")
+    if n is not None:
+        z = np.resize(z, n)
+    return z.astype(np.float32), None
+
+
+def generate(
+    cfg,
+    net,
+    params,
+    tf,
+    method: str,
+    steps: int | None,
+    guidance: float | None,
+    z: np.ndarray,
+    seed: int,
+    chunk: int = 256,
+) -> tuple[np.ndarray, int, float]:
+    """Linear-flux galaxies ``(N, H, W, C)`` at redshifts ``z``, their NFE and the wall seconds."""
+    import jax
+    from tqdm.auto import tqdm
+
+    fn, nfe = make_sampler(cfg, net, params, method, steps, guidance)
+    shape = (cfg["image_size"], cfg["image_size"], cfg["channels"])
+    key = jax.random.key(seed)
+    out = []
+    t0 = time.perf_counter()
+    for i in tqdm(
+        range(0, len(z), chunk), desc=f"sample {method}", unit="batch", disable=len(z) <= chunk
+    ):
+        zc = z[i : i + chunk]
+        kn, ks = jax.random.split(jax.random.fold_in(key, i))
+        noise = jax.random.normal(kn, (len(zc), *shape), np.float32)
+        out.append(np.asarray(fn(noise, jax.numpy.asarray(zc), ks)))
+    x = np.concatenate(out)
+    seconds = time.perf_counter() - t0
+    return np.asarray(tf.inverse(x), np.float32), nfe(), seconds
+
+
+def sample(
+    run: Path,
+    out: Path,
+    *,
+    method: str,
+    steps: int | None,
+    guidance: float | None,
+    redshifts: str,
+    n: int | None,
+    seed: int,
+    fits: bool = False,
+) -> dict[str, Any]:
+    """``galgen sample``: generate and write a GalaxiesML-schema file (plus FITS if asked)."""
+    from galaxiesml_data import write_split
+
+    cfg, net, params, tf = load_run(run)
+    z, object_id = _redshifts(redshifts, cfg, n)
+    images, nfe, seconds = generate(cfg, net, params, tf, method, steps, guidance, z, seed)
+    attrs = {
+        "method": method,
+        "nfe": nfe,
+        "seed": seed,
+        "steps": steps or DEFAULT_STEPS[method],
+        "guidance": 1.0 if guidance is None else guidance,
+        "run": str(Path(run).resolve()),
+        "generator": "galgen",
+    }
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    write_split(out, images, z, object_id=object_id, attrs=attrs)
+    if fits:
+        _write_fits(Path(out).with_suffix(".fits"), images, z, attrs)
+    return {"n": len(z), "nfe": nfe, "seconds": seconds, "path": str(out)}
+
+
+def _write_fits(path: Path, images: np.ndarray, z: np.ndarray, attrs: dict[str, Any]) -> None:
+    """One FITS file: primary HDU = cube (N, C, H, W) float32, a table HDU with the redshifts."""
+    from astropy.io import fits
+
+    hdr = fits.Header()
+    for k, v in attrs.items():
+        hdr[k[:8].upper()] = v if isinstance(v, (int, float)) else str(v)[:60]
+    hdr["BANDS"] = "g,r,i,z,y"
+    prim = fits.PrimaryHDU(np.transpose(images, (0, 3, 1, 2)), header=hdr)
+    table = fits.BinTableHDU.from_columns([fits.Column(name="specz_redshift", format="E", array=z)])
+    fits.HDUList([prim, table]).writeto(path, overwrite=True)
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file's bytes (the morphology cache key)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def measure_file(
+    path: Path, cache: Path, protocol: str, n: int | None = None, chunk: int = 2048
+) -> dict[str, np.ndarray]:
+    """Morphology columns of the first ``n`` galaxies in ``path`` (cached by file hash)."""
+    from galaxiesml_data import open_split
+    from morph_metrics import measure
+
+    ds = open_split(path)
+    m = len(ds) if n is None else min(n, len(ds))
+    cache.mkdir(parents=True, exist_ok=True)
+    key = f"{file_digest(path)[:16]}-{protocol}-{m}.npz"
+    hit = cache / key
+    if hit.exists():
+        with np.load(hit) as f:
+            return {k: f[k] for k in f.files}
+    parts = [
+        measure(
+            np.asarray(ds.images[i : min(i + chunk, m)]), band=0, protocol=protocol, progress=True
+        )
+        for i in range(0, m, chunk)
+    ]
+    cols = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    cols["redshift"] = np.asarray(ds.redshift[:m], np.float64)
+    tmp = cache / (key + ".tmp.npz")
+    np.savez(tmp, **cols)
+    tmp.replace(hit)
+    return cols
+
+
+def compare(
+    ref: dict[str, np.ndarray], gen: dict[str, np.ndarray], n_boot: int, seed: int
+) -> dict[str, Any]:
+    """JSD (bits) and BCD (observed, boot mean, boot std) per statistic for one generated set."""
+    import morph_metrics as mm
+
+    n = min(len(ref["redshift"]), len(gen["redshift"]))
+    matched = bool(np.allclose(ref["redshift"][:n], gen["redshift"][:n], atol=1e-5))
+    row: dict[str, Any] = {
+        "jsd": {},
+        "bcd": {},
+        "matched": matched,
+        "n_good": int(np.sum(gen["flag"] == 0)),
+    }
+    for s in STATS:
+        row["jsd"][s] = float(mm.jsd_statistic(ref[s], gen[s], s))
+        if matched:
+            row["bcd"][s] = [
+                float(v)
+                for v in mm.bcd(
+                    ref["redshift"][:n], ref[s][:n], gen[s][:n], n_boot=n_boot, seed=seed
+                )
+            ]
+        else:
+            row["bcd"][s] = [float("nan")] * 3
+    return row
+
+
+def table1(rows: dict[str, dict[str, Any]], nfe: dict[str, int]) -> str:
+    """Markdown table in the study's Table 1 layout: BCD(boot err) then JSD per statistic."""
+    import morph_metrics as mm
+
+    head = (
+        "| Method | NFE | "
+        + " | ".join(f"BCD {STAT_LABELS[s]}" for s in STATS)
+        + " | "
+        + " | ".join(f"JSD {STAT_LABELS[s]}" for s in STATS)
+        + " |"
+    )
+    lines = [head, "|" + "---|" * (2 + 2 * len(STATS))]
+    for name, row in rows.items():
+        bcd = [mm.format_table_value(row["bcd"][s][0], row["bcd"][s][2]) for s in STATS]
+        jsd = [f"{row['jsd'][s]:.4f}" for s in STATS]
+        lines.append(
+            f"| {name} | {nfe.get(name, '')} | " + " | ".join(bcd) + " | " + " | ".join(jsd) + " |"
+        )
+    return "\n".join(lines)
+
+
+def evaluate(
+    real: Path,
+    generated: Sequence[Path],
+    out: Path,
+    *,
+    protocol: str,
+    n_boot: int,
+    seed: int,
+    names: Sequence[str] | None = None,
+) -> str:
+    """``galgen evaluate``: morphology, Table 1 (markdown + JSON) and figures under ``out``."""
+    import h5py
+
+    from galgen import _figures
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for p in [real, *generated]:
+        if not Path(p).is_file():
+            raise GalgenError(f"{p} does not exist")
+    gen_cols, nfe, labels = {}, {}, []
+    n_max = 0
+    for i, g in enumerate(generated):
+        with h5py.File(g, "r") as f:
+            label = names[i] if names else f.attrs.get("method", Path(g).stem)
+            label = str(label)
+            nfe[label] = int(f.attrs.get("nfe", 0))
+            n_max = max(n_max, f["specz_redshift"].shape[0])
+        labels.append(label)
+        gen_cols[label] = measure_file(Path(g), out / "cache", protocol)
+    ref = measure_file(Path(real), out / "cache", protocol, n=n_max or None)
+    rows = {lab: compare(ref, gen_cols[lab], n_boot, seed) for lab in labels}
+    md = table1(rows, nfe)
+    (out / "table1.md").write_text(md + "\n")
+    _write_json(
+        out / "table1.json",
+        {
+            "protocol": protocol,
+            "n_boot": n_boot,
+            "seed": seed,
+            "n_real": len(ref["redshift"]),
+            "rows": rows,
+            "nfe": nfe,
+        },
+    )
+    _figures.histograms(ref, gen_cols, STATS, out / "figures" / "histograms.png")
+    _figures.binned_means(ref, gen_cols, STATS, out / "figures" / "binned_means.png")
+    _figures.sample_grid(
+        Path(real),
+        {lab: Path(g) for lab, g in zip(labels, generated)},
+        out / "figures" / "samples.png",
+    )
+    return md
+
+
+# ----------------------------------------------------------------------------- bench
+
+
+def bench(
+    runs: Sequence[Path], out: Path | None, *, batch: int, repeats: int, ddpm_steps: int
+) -> str:
+    """``galgen bench``: Table 2 rows for every method of every run, on the current device."""
+    import jax
+    from gen_backbones import forward_flops, param_count
+
+    rows = []
+    for run in runs:
+        cfg, net, params, _ = load_run(run)
+        methods = PMF_ROWS if cfg["model"] == "pmf" else DDPM_ROWS
+        n_params = param_count(params)
+        flops = forward_flops(net, params, batch_size=1)
+        z = np.linspace(0.1, 3.0, batch, dtype=np.float32)
+        shape = (batch, cfg["image_size"], cfg["image_size"], cfg["channels"])
+        for label, method, steps in methods:
+            steps = ddpm_steps if method == "ddpm" else steps
+            fn, nfe = make_sampler(cfg, net, params, method, steps, None)
+            noise = jax.random.normal(jax.random.key(0), shape)
+            key = jax.random.key(1)
+            jax.block_until_ready(fn(noise, z, key))  # compile
+            times = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                jax.block_until_ready(fn(noise, z, key))
+                times.append(time.perf_counter() - t0)
+            times = np.array(times)
+            med = float(np.median(times))
+            rows.append(
+                {
+                    "method": label,
+                    "nfe": nfe(),
+                    "params": n_params,
+                    "batch": batch,
+                    "seconds": med,
+                    "seconds_mad": float(np.median(np.abs(times - med))),
+                    "images_per_s": batch / med,
+                    "gflops_per_image": nfe() * flops / 1e9,
+                }
+            )
+    env = environment()
+    lines = [
+        f"Device: {env['device']} ({env['cpu']}), batch {batch}, median of {repeats} after compile.",
+        "",
+        "| Method | NFE | Params | Time / batch (s) | Images/s | GFLOPs / image |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['method']} | {r['nfe']} | {r['params'] / 1e6:.3f}M | {r['seconds']:.3f} "
+            f"| {r['images_per_s']:.1f} | {r['gflops_per_image']:.3g} |"
+        )
+    md = "\n".join(lines)
+    if out is not None:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        (Path(out) / "bench.md").write_text(md + "\n")
+        _write_json(Path(out) / "bench.json", {"rows": rows, "environment": env})
+    return md
+
+
+# ----------------------------------------------------------------------------- reproduce
+
+
+def _slug(label: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in label.lower()).strip("_")
+
+
+def reproduce(out: Path, *, preset: str, data: Path | None, force: bool, seed: int) -> Path:
+    """``galgen reproduce``: every stage in order, each skipped when its record exists."""
+    import shutil
+
+    from rich.console import Console
+
+    if preset not in REPRODUCE_PRESETS:
+        raise GalgenError(
+            f"unknown --preset {preset!r}; choose one of {', '.join(REPRODUCE_PRESETS)}"
+        )
+    p = REPRODUCE_PRESETS[preset]
+    out = Path(out)
+    stages = out / "stages"
+    stages.mkdir(parents=True, exist_ok=True)
+    console = Console(stderr=True)
+    t_start = time.perf_counter()
+
+    def stage(name: str, fn, *outputs: Path):
+        rec = stages / f"{name}.json"
+        if rec.exists() and not force:
+            console.print(f"[dim]skip[/] {name} (done; --force to redo)")
+            return json.loads(rec.read_text())["result"]
+        if force:
+            for o in outputs:
+                shutil.rmtree(o, ignore_errors=True) if o.is_dir() else o.unlink(missing_ok=True)
+        t0 = time.perf_counter()
+        result = fn()
+        dt = time.perf_counter() - t0
+        _write_json(rec, {"result": result, "seconds": dt})
+        console.print(f"[green]done[/] {name} in {dt:.1f} s")
+        return result
+
+    if data is None:
+        data_dir = out / "data"
+        d = p["data"]
+        stage(
+            "data",
+            lambda: [
+                str(x)
+                for x in synth(
+                    data_dir,
+                    n_train=d["n_train"],
+                    n_val=d["n_val"],
+                    n_test=d["n_test"],
+                    size=d["size"],
+                    seed=seed,
+                )
+            ],
+            data_dir,
+        )
+    else:
+        data_dir = Path(data)
+        split_path(data_dir, "training")
+    test_file = split_path(data_dir, "testing")
+
+    runs = {}
+    for model in ("ddpm", "pmf"):
+        tp, over = p[model]
+        run_dir = out / "runs" / model
+        overrides = [f"{k}={json.dumps(v)}" for k, v in over.items()]
+
+        def do_train(model=model, tp=tp, overrides=overrides, run_dir=run_dir):
+            resume = (run_dir / "config.json").exists()
+            return train(
+                model, data_dir, run_dir, preset=tp, overrides=overrides, resume=resume, seed=seed
+            )
+
+        stage(f"train-{model}", do_train, run_dir)
+        runs[model] = run_dir
+
+    samples: dict[str, Path] = {}
+    rows = [
+        (lab, meth, p["ddpm_steps"] if meth == "ddpm" else st, "ddpm")
+        for lab, meth, st in DDPM_ROWS
+    ] + [(lab, meth, st, "pmf") for lab, meth, st in PMF_ROWS]
+    for label, method, steps, model in rows:
+        path = out / "samples" / f"{_slug(label)}.hdf5"
+        name = f"{label}-{steps}" if method == "ddpm" else label
+
+        def do_sample(method=method, steps=steps, model=model, path=path):
+            return sample(
+                runs[model],
+                path,
+                method=method,
+                steps=steps,
+                guidance=None,
+                redshifts="test",
+                n=p["n_eval"],
+                seed=seed,
+            )
+
+        stage(f"sample-{_slug(label)}", do_sample, path)
+        samples[name] = path
+
+    eval_dir = out / "eval"
+    stage(
+        "evaluate",
+        lambda: evaluate(
+            test_file,
+            list(samples.values()),
+            eval_dir,
+            protocol=p["protocol"],
+            n_boot=200 if preset != "paper" else 1000,
+            seed=seed,
+            names=list(samples),
+        ),
+        eval_dir,
+    )
+    bench_dir = out / "bench"
+    stage(
+        "bench",
+        lambda: bench(
+            [runs["ddpm"], runs["pmf"]],
+            bench_dir,
+            batch=p["bench_batch"],
+            repeats=3,
+            ddpm_steps=p["ddpm_steps"],
+        ),
+        bench_dir,
+    )
+    report = out / "report.md"
+    _write_report(
+        report, preset, p, data is None, eval_dir, bench_dir, time.perf_counter() - t_start
+    )
+    return report
+
+
+def _write_report(
+    path: Path,
+    preset: str,
+    p: dict[str, Any],
+    synthetic: bool,
+    eval_dir: Path,
+    bench_dir: Path,
+    seconds: float,
+) -> None:
+    env = environment()
+    t1 = (eval_dir / "table1.md").read_text()
+    t2 = (bench_dir / "bench.md").read_text()
+    info = json.loads((eval_dir / "table1.json").read_text())
+    notes = []
+    if p["ddpm_steps"] != 1000:
+        notes.append(
+            f"- The DDPM row uses {p['ddpm_steps']} ancestral steps (not 1000) to fit "
+            f"the `{preset}` preset's time budget."
+        )
+    if synthetic:
+        notes.append(
+            "- Data: the synthetic GalSim stand-in in the GalaxiesML schema "
+            f"({p['data']['size']}×{p['data']['size']} px), not real HSC galaxies."
+        )
+    notes.append(
+        f"- Morphology protocol `{info['protocol']}` on band g; "
+        f"{info['n_real']} matched real/generated pairs; BCD errors from "
+        f"{info['n_boot']} bootstrap replicates."
+    )
+    text = f"""# galgen reproduce — preset `{preset}`
+
+Machine: {env["cpu"]}; JAX device {env["device"]} × {env["n_devices"]}; Python {env["python"]};
+jax {env["versions"].get("jax")}, flax {env["versions"].get("flax")}; {env["date"]}.
+Wall time of this run (stages not skipped): {seconds:.0f} s.
+
+{chr(10).join(notes)}
+
+## Table 1 — conditional BCD (bootstrap error) and unconditional JSD (bits)
+
+{t1}
+## Table 2 — inference cost
+
+{t2}
+## Figures
+
+![histograms](eval/figures/histograms.png)
+
+![redshift-binned means](eval/figures/binned_means.png)
+
+![samples](eval/figures/samples.png)
+"""
+    path.write_text(text)

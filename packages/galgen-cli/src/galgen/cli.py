@@ -1,0 +1,263 @@
+"""The ``galgen`` console script: a thin Typer layer over the six galgen libraries.
+
+Heavy imports (jax, flax, statmorph, ...) happen inside the commands so ``galgen --help`` is fast.
+Every command turns a library error into one sentence on stderr and a non-zero exit code; pass
+``--debug`` for the traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from galgen._errors import GalgenError
+
+app = typer.Typer(
+    help="Redshift-conditioned galaxy image synthesis: data, training, sampling, evaluation.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+data_app = typer.Typer(
+    help="Synthesize, inspect and validate GalaxiesML-schema files.", no_args_is_help=True
+)
+app.add_typer(data_app, name="data")
+
+_STATE: dict[str, Any] = {"debug": False}
+
+METHODS = ("ddpm", "ddim", "dpmpp_2m", "dpmpp_2s", "deis", "euler", "heun", "pmf")
+
+
+@app.callback()
+def _main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+) -> None:
+    _STATE["debug"] = debug
+
+
+def _friendly(fn):
+    """Run a command; library errors become one line on stderr and exit code 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except KeyboardInterrupt:
+            _err("interrupted; the last checkpoint is kept (resume with --resume)")
+            raise typer.Exit(130) from None
+        except (GalgenError, FileNotFoundError, ValueError, KeyError, OSError) as exc:
+            if _STATE["debug"]:
+                raise
+            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            _err(msg)
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+def _err(msg: str) -> None:
+    from rich.console import Console
+
+    Console(stderr=True).print(f"[bold red]error:[/] {msg}", highlight=False)
+
+
+def _say(msg: str) -> None:
+    from rich.console import Console
+
+    Console(stderr=True).print(msg, highlight=False)
+
+
+# ----------------------------------------------------------------------------- data
+
+
+@data_app.command("synth")
+@_friendly
+def data_synth(
+    out: Annotated[Path, typer.Argument(help="Directory for the three split files.")],
+    n_train: Annotated[int, typer.Option(help="Training galaxies.")] = 2048,
+    n_val: Annotated[int, typer.Option(help="Validation galaxies.")] = 256,
+    n_test: Annotated[int, typer.Option(help="Test galaxies.")] = 256,
+    size: Annotated[int, typer.Option(help="Stamp size in pixels (64 = GalaxiesML-64).")] = 64,
+    seed: Annotated[
+        int, typer.Option(help="Random seed (galaxy i is the same for any split).")
+    ] = 0,
+    workers: Annotated[int | None, typer.Option(help="Processes (default: all cores).")] = None,
+) -> None:
+    """Write a synthetic GalSim data set in the GalaxiesML schema."""
+    from galgen import _study
+
+    paths = _study.synth(
+        out, n_train=n_train, n_val=n_val, n_test=n_test, size=size, seed=seed, workers=workers
+    )
+    _say(f"[green]wrote[/] {', '.join(str(p) for p in paths)}")
+
+
+@data_app.command("info")
+@_friendly
+def data_info(file: Annotated[Path, typer.Argument(help="A GalaxiesML-schema HDF5 file.")]) -> None:
+    """Summarize a GalaxiesML-schema file: size, image shape, redshift range, columns."""
+    from galgen import _study
+
+    typer.echo(_study.info(file))
+
+
+@data_app.command("validate")
+@_friendly
+def data_validate(
+    file: Annotated[Path, typer.Argument(help="A GalaxiesML-schema HDF5 file.")],
+) -> None:
+    """Check a file for NaN/inf pixels, bad redshifts and shape problems (exit 1 on problems)."""
+    from galaxiesml_data import validate
+
+    report = validate(file)
+    typer.echo(str(report))
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+# ----------------------------------------------------------------------------- train
+
+
+@app.command()
+@_friendly
+def train(
+    model: Annotated[str, typer.Argument(help="ddpm or pmf.")],
+    data: Annotated[Path, typer.Option(help="Directory holding the GalaxiesML split files.")],
+    out: Annotated[Path, typer.Option(help="Run directory (config, checkpoints, metrics).")],
+    preset: Annotated[
+        str | None, typer.Option(help="Training preset (default: <model>-tiny).")
+    ] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Override: section.key=value (repeatable).")
+    ] = None,
+    resume: Annotated[bool, typer.Option(help="Continue the run in --out.")] = False,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """Train a DDPM or a pixel MeanFlow on GalaxiesML-schema data."""
+    from galgen import _study
+
+    if model not in ("ddpm", "pmf"):
+        raise GalgenError(f"unknown model {model!r}; choose ddpm or pmf")
+    state = _study.train(
+        model, data, out, preset=preset, overrides=set_ or [], resume=resume, seed=seed
+    )
+    _say(f"[green]trained[/] {model} to step {state['step']} in {out}")
+
+
+# ----------------------------------------------------------------------------- sample
+
+
+@app.command()
+@_friendly
+def sample(
+    run: Annotated[Path, typer.Argument(help="A run directory written by `galgen train`.")],
+    out: Annotated[Path, typer.Option(help="Output HDF5 file (GalaxiesML schema).")],
+    method: Annotated[str, typer.Option(help=f"One of {', '.join(METHODS)}.")] = "dpmpp_2m",
+    steps: Annotated[int | None, typer.Option(help="Sampler steps (default per method).")] = None,
+    guidance: Annotated[float | None, typer.Option(help="Guidance scale w (1 = none).")] = None,
+    redshifts: Annotated[
+        str, typer.Option(help="'test' (one per test galaxy), a text FILE, or z1,z2,...")
+    ] = "test",
+    n: Annotated[int | None, typer.Option(help="At most this many galaxies.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    fmt: Annotated[
+        str, typer.Option("--format", help="hdf5 or fits (FITS also writes .hdf5).")
+    ] = "hdf5",
+) -> None:
+    """Generate galaxies from a trained run, written in the GalaxiesML schema."""
+    from galgen import _study
+
+    if method not in METHODS:
+        raise GalgenError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    if fmt not in ("hdf5", "fits"):
+        raise GalgenError(f"unknown --format {fmt!r}; choose hdf5 or fits")
+    res = _study.sample(
+        run,
+        out,
+        method=method,
+        steps=steps,
+        guidance=guidance,
+        redshifts=redshifts,
+        n=n,
+        seed=seed,
+        fits=fmt == "fits",
+    )
+    _say(
+        f"[green]wrote[/] {res['n']} galaxies to {out} ({method}, NFE {res['nfe']}, "
+        f"{res['seconds']:.1f} s)"
+    )
+
+
+# ----------------------------------------------------------------------------- evaluate
+
+
+@app.command()
+@_friendly
+def evaluate(
+    real: Annotated[Path, typer.Option(help="Reference (test) HDF5 file.")],
+    generated: Annotated[list[Path], typer.Option(help="Generated HDF5 file (repeatable).")],
+    out: Annotated[Path, typer.Option(help="Directory for tables, figures and the cache.")],
+    protocol: Annotated[str, typer.Option(help="statmorph or paper.")] = "statmorph",
+    n_boot: Annotated[int, typer.Option(help="Bootstrap replicates for BCD errors.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
+) -> None:
+    """Morphology of real and generated galaxies, JSD and BCD tables (Table 1 layout), figures."""
+    from galgen import _study
+
+    if protocol not in ("statmorph", "paper"):
+        raise GalgenError(f"unknown protocol {protocol!r}; choose statmorph or paper")
+    table = _study.evaluate(real, generated, out, protocol=protocol, n_boot=n_boot, seed=seed)
+    typer.echo(table)
+
+
+# ----------------------------------------------------------------------------- bench
+
+
+@app.command()
+@_friendly
+def bench(
+    runs: Annotated[list[Path], typer.Argument(help="Run directories (ddpm and/or pmf).")],
+    out: Annotated[Path | None, typer.Option(help="Write bench.json/bench.md here.")] = None,
+    batch: Annotated[int, typer.Option(help="Galaxies per timed batch.")] = 16,
+    repeats: Annotated[int, typer.Option(help="Timed repeats (median reported).")] = 3,
+    ddpm_steps: Annotated[int, typer.Option(help="Ancestral steps of the DDPM row.")] = 1000,
+) -> None:
+    """Table 2: NFE, parameters, wall time for a fixed batch, GFLOPs — per method, this device."""
+    from galgen import _study
+
+    typer.echo(_study.bench(runs, out, batch=batch, repeats=repeats, ddpm_steps=ddpm_steps))
+
+
+# ----------------------------------------------------------------------------- reproduce
+
+
+@app.command()
+@_friendly
+def reproduce(
+    out: Annotated[Path, typer.Option(help="Output directory (everything is written here).")],
+    preset: Annotated[
+        str, typer.Option(help="smoke (CPU, default), paper (GPU) or test.")
+    ] = "smoke",
+    data: Annotated[
+        Path | None, typer.Option(help="Real GalaxiesML directory (default: synthesize).")
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Redo finished stages.")] = False,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """THE MAIN JOB: data → train DDPM and pMF → sample all methods → evaluate → bench → report.md."""
+    from galgen import _study
+
+    report = _study.reproduce(out, preset=preset, data=data, force=force, seed=seed)
+    _say(f"[green]report[/] {report}")
+
+
+def main() -> None:  # pragma: no cover - console entry
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())
