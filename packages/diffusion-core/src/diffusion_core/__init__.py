@@ -1,3 +1,30 @@
-"""diffusion-core (under construction)."""
+"""diffusion-core: the DDPM objective and the training engine every galgen model uses.
+
+The engine (`train`) is objective-agnostic: an objective is ``loss_fn(params, batch, key) ->
+(scalar, metrics)``. `ddpm_loss` is the DDPM baseline objective; `ddpm_model_fn` turns trained
+parameters into the ``model_fn(x, t)`` that `ode_samplers.sample` takes.
+"""
+
+from ._config import TrainConfig
+from ._engine import (
+    TrainState,
+    default_mesh,
+    ema_update,
+    latest_step,
+    load_checkpoint,
+    make_optimizer,
+    train,
+)
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "TrainConfig",
+    "TrainState",
+    "default_mesh",
+    "ema_update",
+    "latest_step",
+    "load_checkpoint",
+    "make_optimizer",
+    "train",
+]

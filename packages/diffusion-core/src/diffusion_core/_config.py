@@ -1,0 +1,95 @@
+"""The training-engine configuration (`TrainConfig`)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Literal
+
+_OPTIMIZERS = ("adamw", "adam")
+_NAN_POLICIES = ("stop", "skip")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything the training engine needs besides the objective and the data.
+
+    Attributes:
+        steps: total number of optimizer steps (= batches consumed) of the run.
+        batch_size: global batch size (summed over all devices and hosts).
+        lr: constant learning rate after `warmup_steps` linear warm-up.
+        warmup_steps: linear warm-up from 0 to `lr` over this many steps (0 = none).
+        weight_decay: decoupled weight decay of AdamW (ignored by "adam").
+        optimizer: "adamw" or "adam".
+        b1, b2, eps: Adam moment decays and epsilon.
+        grad_clip: clip gradients to this global L2 norm; None = no clipping.
+        ema_decay: EMA weight; ema <- decay * ema + (1 - decay) * params after every step.
+        seed: base seed of the per-step JAX keys (key of step s = fold_in(key(seed), s)).
+        checkpoint_every: save a checkpoint every N steps (and always at the end / interrupt).
+        keep_checkpoints: how many most-recent checkpoints to keep (None = all).
+        log_every: fetch metrics from the device, write a JSONL line and check for NaN every N steps.
+        nan_policy: "stop" (raise naming the step, keep the last good checkpoint) or "skip"
+            (leave params unchanged for that step and count it).
+        prefetch: number of batches transferred to the device ahead of the running step.
+        progress: show a tqdm progress bar.
+    """
+
+    steps: int
+    batch_size: int
+    lr: float = 5e-5
+    warmup_steps: int = 0
+    weight_decay: float = 0.0
+    optimizer: Literal["adamw", "adam"] = "adamw"
+    b1: float = 0.9
+    b2: float = 0.999
+    eps: float = 1e-8
+    grad_clip: float | None = None
+    ema_decay: float = 0.995
+    seed: int = 0
+    checkpoint_every: int = 1000
+    keep_checkpoints: int | None = 3
+    log_every: int = 50
+    nan_policy: Literal["stop", "skip"] = "stop"
+    prefetch: int = 2
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        def bad(name: str, why: str) -> ValueError:
+            return ValueError(f"TrainConfig.{name}={getattr(self, name)!r}: {why}")
+
+        for name in ("steps", "batch_size", "checkpoint_every", "log_every"):
+            if int(getattr(self, name)) < 1:
+                raise bad(name, "must be >= 1")
+        if self.warmup_steps < 0:
+            raise bad("warmup_steps", "must be >= 0")
+        if self.prefetch < 0:
+            raise bad("prefetch", "must be >= 0")
+        if self.optimizer not in _OPTIMIZERS:
+            raise bad("optimizer", f"must be one of {_OPTIMIZERS}")
+        if self.nan_policy not in _NAN_POLICIES:
+            raise bad("nan_policy", f"must be one of {_NAN_POLICIES}")
+        if not 0.0 <= self.ema_decay <= 1.0:
+            raise bad("ema_decay", "must be in [0, 1]")
+        if self.lr <= 0:
+            raise bad("lr", "must be > 0")
+        if self.grad_clip is not None and self.grad_clip <= 0:
+            raise bad("grad_clip", "must be > 0 or None")
+        if self.keep_checkpoints is not None and self.keep_checkpoints < 1:
+            raise bad("keep_checkpoints", "must be >= 1 or None")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serializable dict of every field."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        """Inverse of `to_dict`; unknown keys raise a `ValueError` naming them."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"TrainConfig: unknown key(s) {unknown}; valid keys: {sorted(names)}")
+        return cls(**d)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
