@@ -1,0 +1,163 @@
+"""Seeded, resumable, prefetching batch iterator over a :class:`Dataset`."""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from ._dataset import Dataset, open_split
+from ._transforms import smooth_redshift
+
+__all__ = ["batches", "batches_per_epoch", "epoch_permutation"]
+
+Batch = dict[str, np.ndarray]
+
+
+def batches_per_epoch(n: int, batch_size: int, drop_last: bool = True) -> int:
+    """Number of batches in one epoch of ``n`` galaxies."""
+    return n // batch_size if drop_last else -(-n // batch_size)
+
+
+def epoch_permutation(n: int, seed: int, epoch: int, shuffle: bool = True) -> np.ndarray:
+    """Order of the galaxies in ``epoch``: a permutation drawn from ``(seed, epoch)`` only."""
+    if not shuffle:
+        return np.arange(n, dtype=np.int64)
+    return np.random.default_rng([int(seed), 0, int(epoch)]).permutation(n)
+
+
+def _make_batch(
+    ds: Dataset,
+    g: int,
+    nb: int,
+    batch_size: int,
+    seed: int,
+    shuffle: bool,
+    transform: Callable[[np.ndarray], np.ndarray] | None,
+    label_smoothing: float,
+    perm_cache: dict[int, np.ndarray],
+) -> Batch:
+    epoch, pos = divmod(g, nb)
+    if epoch not in perm_cache:
+        perm_cache.clear()
+        perm_cache[epoch] = epoch_permutation(len(ds), seed, epoch, shuffle)
+    idx = perm_cache[epoch][pos * batch_size : (pos + 1) * batch_size]
+    # Sorted reads are sequential on disk; the batch keeps the permuted order.
+    order = np.argsort(idx, kind="stable")
+    image = np.empty((idx.size, ds.height, ds.width, 5), dtype=np.float32)
+    image[order] = ds._read(idx[order])
+    z = ds.redshift[idx]
+    if label_smoothing > 0:
+        z = smooth_redshift(z, label_smoothing, np.random.default_rng([int(seed), 1, int(g)]))
+    if transform is not None:
+        image = np.asarray(transform(image), dtype=np.float32)
+    return {"image": image, "redshift": np.asarray(z, dtype=np.float32)}
+
+
+def batches(
+    dataset: Dataset | str | Path,
+    batch_size: int,
+    *,
+    seed: int,
+    shuffle: bool = True,
+    drop_last: bool = True,
+    start: int = 0,
+    transform: object | None = None,
+    label_smoothing: float = 0.0,
+    prefetch: int = 2,
+    epochs: int | None = None,
+) -> Iterator[Batch]:
+    """Iterate ``{"image": (B, H, W, 5) float32, "redshift": (B,) float32}`` batches, forever by default.
+
+    Global batch ``g`` belongs to epoch ``e = g // batches_per_epoch`` at position
+    ``p = g % batches_per_epoch``; epoch ``e`` visits the galaxies in ``epoch_permutation(N, seed, e)``.
+    So ``batches(..., start=g)`` yields exactly what ``batches(..., start=0)`` yields from its
+    ``g``-th batch on — pass the optimizer step to resume mid-epoch.
+
+    Args:
+        dataset: a :class:`Dataset` or a path to open.
+        batch_size: B.
+        seed: shuffling and label-smoothing seed.
+        shuffle: if False, every epoch is in file order.
+        drop_last: drop the final short batch of an epoch (else it is yielded with fewer rows).
+        start: global batch index (across epochs) to begin at.
+        transform: applied to each image batch: an object with ``.forward`` (e.g.
+            :class:`ArcsinhStretch`) or a callable ``(B,H,W,5) -> (B,H,W,5)``.
+        label_smoothing: σ of the Gaussian redshift jitter (0 = off); clamped to [0, 4].
+        prefetch: batches prepared ahead in a background thread (0 = synchronous).
+        epochs: stop after this many epochs in total (counting from global batch 0); None = forever.
+    """
+    ds = dataset if isinstance(dataset, Dataset) else open_split(dataset)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    nb = batches_per_epoch(len(ds), batch_size, drop_last)
+    if nb == 0:
+        raise ValueError(
+            f"{ds.path}: {len(ds)} galaxies give no full batch of batch_size={batch_size} with drop_last=True"
+        )
+    if start < 0:
+        raise ValueError(f"start must be >= 0, got {start}")
+    if label_smoothing < 0:
+        raise ValueError(f"label_smoothing must be >= 0, got {label_smoothing}")
+    fn = getattr(transform, "forward", transform)
+    if fn is not None and not callable(fn):
+        raise TypeError(
+            f"transform must have .forward or be callable, got {type(transform).__name__}"
+        )
+    stop = None if epochs is None else int(epochs) * nb
+    args = (ds, nb, batch_size, seed, shuffle, fn, label_smoothing)
+    if prefetch <= 0:
+        return _sync_iter(start, stop, args)
+    return _prefetch_iter(start, stop, args, prefetch)
+
+
+def _sync_iter(start: int, stop: int | None, args: tuple) -> Iterator[Batch]:
+    ds, nb, bs, seed, shuffle, fn, ls = args
+    cache: dict[int, np.ndarray] = {}
+    g = start
+    while stop is None or g < stop:
+        yield _make_batch(ds, g, nb, bs, seed, shuffle, fn, ls, cache)
+        g += 1
+
+
+_DONE = object()
+
+
+def _prefetch_iter(start: int, stop: int | None, args: tuple, depth: int) -> Iterator[Batch]:
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    halt = threading.Event()
+
+    def put(item: object) -> bool:
+        while not halt.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        try:
+            for b in _sync_iter(start, stop, args):
+                if not put(b):
+                    return
+            put(_DONE)
+        except BaseException as e:  # handed to the consumer
+            put(e)
+
+    t = threading.Thread(target=work, name="galaxiesml-prefetch", daemon=True)
+    t.start()
+    try:
+        while True:
+            item = q.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        halt.set()
+        t.join(timeout=5)

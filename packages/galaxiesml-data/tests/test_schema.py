@@ -1,0 +1,156 @@
+"""Reading files in the published GalaxiesML layout, the writer, errors and the validator."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from galaxiesml_data import (
+    BANDS,
+    CATALOG_COLUMNS,
+    GalaxiesMLFormatError,
+    file_name,
+    open_split,
+    validate,
+    write_split,
+)
+
+
+def test_file_names_match_published_ones():
+    assert file_name("training") == "5x64x64_training_with_morphology.hdf5"
+    assert file_name("testing", 127) == "5x127x127_testing_with_morphology.hdf5"
+    assert file_name("validation", 32) == "5x32x32_validation_with_morphology.hdf5"
+    with pytest.raises(ValueError, match="split"):
+        file_name("train")
+
+
+def test_synthetic_schema_round_trip(synth32):
+    assert {k: p.name for k, p in synth32.items()} == {
+        s: file_name(s, 32) for s in ("training", "validation", "testing")
+    }
+    for split, n in (("training", 240), ("validation", 40), ("testing", 24)):
+        ds = open_split(synth32[split])
+        assert len(ds) == n and ds.images.shape == (n, 32, 32, 5)
+        with h5py.File(synth32[split]) as f:
+            missing = [k for k in CATALOG_COLUMNS if k not in f]
+            assert not missing, missing
+            raw = f["image"][()]
+            assert raw.shape == (n, 5, 32, 32) and raw.dtype == np.float32
+            for k in CATALOG_COLUMNS:
+                assert f[k].shape == (n,), k
+        # channels-last view equals the on-disk channels-first array transposed
+        idx = np.array([7, 0, 3, 3])
+        np.testing.assert_array_equal(ds.images[idx], raw[idx].transpose(0, 2, 3, 1))
+        np.testing.assert_array_equal(ds.images[5], raw[5].transpose(1, 2, 0))
+        np.testing.assert_array_equal(ds.images[-1], raw[-1].transpose(1, 2, 0))
+        np.testing.assert_array_equal(ds.images[2:9:3], raw[2:9:3].transpose(0, 2, 3, 1))
+        assert ds.images[idx].dtype == np.float32
+        assert ds.redshift.dtype == np.float32 and np.all((ds.redshift > 0) & (ds.redshift <= 4))
+        assert ds.object_id.dtype == np.int64 and len(np.unique(ds.object_id)) == n
+        np.testing.assert_array_equal(ds.columns["object_id"], ds.object_id)
+        assert validate(synth32[split]).ok
+    # object ids are unique across splits too
+    ids = np.concatenate([open_split(p).object_id for p in synth32.values()])
+    assert len(np.unique(ids)) == len(ids)
+
+
+def _write_real_layout(path: Path, n: int = 6, size: int = 8, chunked: bool = False) -> np.ndarray:
+    """A file laid out like the published ones, written by hand with h5py (not by the package)."""
+    rng = np.random.default_rng(0)
+    img = rng.standard_normal((n, 5, size, size)).astype(np.float32)
+    img[:, 2] *= 10.0  # band i differs from the others
+    with h5py.File(path, "w") as f:
+        f.create_dataset("image", data=img, chunks=(1, 5, size, size) if chunked else None)
+        f.create_dataset("specz_redshift", data=np.linspace(0.05, 3.5, n).astype(np.float64))
+        f.create_dataset("object_id", data=np.arange(100, 100 + n, dtype=np.int64))
+        f.create_dataset("specz_name", data=np.array([f"SDSS-{i}".encode() for i in range(n)]))
+        f.create_dataset(
+            "coord", data=[f"{i} {i}".encode() for i in range(n)], dtype=h5py.string_dtype("ascii")
+        )
+        f.create_dataset("x_coord_x", data=np.zeros(2))  # leftover two-value array, not per galaxy
+        f.create_dataset("i_sersic_index", data=np.full(n, 4.0, dtype=np.float32))
+        f.create_group("unexpected_group")
+        f.attrs["note"] = "extra attribute"
+    return img
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_hand_written_real_layout_opens(tmp_path, chunked):
+    path = tmp_path / "real.hdf5"
+    img = _write_real_layout(path, chunked=chunked)
+    ds = open_split(path)
+    assert (ds._mmap is None) == chunked  # contiguous files are memory-mapped, chunked ones are not
+    assert ds.images.shape == (6, 8, 8, 5)
+    got = ds.images[np.array([4, 1, 4])]
+    np.testing.assert_array_equal(got, img[[4, 1, 4]].transpose(0, 2, 3, 1))
+    assert np.argmax(got.std(axis=(0, 1, 2))) == BANDS.index("i")  # channel order preserved
+    np.testing.assert_allclose(ds.redshift, np.linspace(0.05, 3.5, 6).astype(np.float32))
+    np.testing.assert_array_equal(ds.object_id, np.arange(100, 106))
+    assert ds.columns["specz_name"][2] == "SDSS-2"  # bytes decoded
+    assert ds.columns["coord"][3] == "3 3"
+    assert "x_coord_x" not in ds.columns and "i_sersic_index" in ds.columns
+    with pytest.raises(KeyError, match="no per-galaxy column .nope."):
+        ds.columns["nope"]
+    with pytest.raises(IndexError):
+        ds.images[6]
+    assert validate(path).ok
+
+
+def test_missing_object_id_falls_back_to_arange(tmp_path):
+    path = write_split(tmp_path / "gen.hdf5", np.zeros((3, 4, 4, 5)), np.array([0.1, 0.2, 0.3]))
+    ds = open_split(path)
+    np.testing.assert_array_equal(ds.object_id, [0, 1, 2])
+    with h5py.File(path) as f:
+        assert f["image"].shape == (3, 5, 4, 4)
+
+
+def test_errors_name_file_and_key(tmp_path):
+    missing = tmp_path / "absent.hdf5"
+    with pytest.raises(FileNotFoundError, match="absent.hdf5"):
+        open_split(missing)
+    text = tmp_path / "notes.hdf5"
+    text.write_text("not hdf5")
+    with pytest.raises(GalaxiesMLFormatError, match="notes.hdf5.*not an HDF5"):
+        open_split(text)
+    nokey = tmp_path / "nokey.hdf5"
+    with h5py.File(nokey, "w") as f:
+        f["image"] = np.zeros((2, 5, 4, 4), np.float32)
+    with pytest.raises(GalaxiesMLFormatError, match="nokey.hdf5.*'specz_redshift'"):
+        open_split(nokey)
+    lastc = tmp_path / "channels_last.hdf5"
+    with h5py.File(lastc, "w") as f:
+        f["image"] = np.zeros((2, 4, 4, 5), np.float32)
+        f["specz_redshift"] = np.zeros(2)
+    with pytest.raises(GalaxiesMLFormatError, match=r"channels_last.hdf5.*'image'.*\(2, 4, 4, 5\)"):
+        open_split(lastc)
+    badz = tmp_path / "badz.hdf5"
+    with h5py.File(badz, "w") as f:
+        f["image"] = np.zeros((2, 5, 4, 4), np.float32)
+        f["specz_redshift"] = np.zeros(3)
+    with pytest.raises(GalaxiesMLFormatError, match="badz.hdf5.*'specz_redshift'"):
+        open_split(badz)
+    # validate reports instead of raising
+    for p, needle in ((text, "not an HDF5"), (nokey, "specz_redshift"), (lastc, "(N, 5, H, W)")):
+        rep = validate(p)
+        assert not rep.ok and needle in str(rep)
+
+
+def test_validate_counts_bad_values_chunk_by_chunk(tmp_path):
+    path = tmp_path / "bad.hdf5"
+    img = np.ones((10, 5, 4, 4), np.float32)
+    img[0, 1, 2, 3] = np.nan
+    img[9, 4, 0, 0] = np.nan
+    img[5, 0, 1, 1] = np.inf
+    img[3, 2, 0, 0] = -7.0
+    z = np.array([0.5, np.nan, 5.0, -0.1, np.inf, 1, 1, 1, 1, 1])
+    with h5py.File(path, "w") as f:
+        f["image"] = img
+        f["specz_redshift"] = z
+        f["object_id"] = np.arange(9)  # wrong length
+    rep = validate(path, chunk=3)
+    assert (rep.nan_pixels, rep.inf_pixels) == (2, 1)
+    assert (rep.nan_redshift, rep.inf_redshift, rep.out_of_range_redshift) == (1, 1, 2)
+    assert rep.band_min == [1.0, 1.0, -7.0, 1.0, 1.0] and rep.band_max == [1.0] * 5
+    assert not rep.ok and "object_id" in str(rep)
