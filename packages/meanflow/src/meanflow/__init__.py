@@ -1,3 +1,35 @@
-"""meanflow (under construction)."""
+"""meanflow: redshift-conditioned pixel MeanFlow with training-time guidance.
+
+One network evaluation per galaxy: :func:`pmf_loss` builds the training objective (thesis
+Algorithm 1, or the official pixel-MeanFlow variant) for any backbone
+``apply(params, x, t, r, w, z, drop) -> X``; :func:`sample` draws images in one or a few steps.
+"""
+
+from meanflow._config import PMFConfig
+from meanflow._objective import (
+    average_velocity,
+    flow_matching_loss,
+    guidance_input,
+    meanflow_target,
+    pmf_loss,
+    sample_guidance_scale,
+    sample_time_pairs,
+    velocity_from_x,
+)
+from meanflow._sampling import sample, time_grid_uniform
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "PMFConfig",
+    "average_velocity",
+    "flow_matching_loss",
+    "guidance_input",
+    "meanflow_target",
+    "pmf_loss",
+    "sample",
+    "sample_guidance_scale",
+    "sample_time_pairs",
+    "time_grid_uniform",
+    "velocity_from_x",
+]

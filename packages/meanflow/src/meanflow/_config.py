@@ -1,0 +1,89 @@
+"""Settings of the pixel-MeanFlow objective (thesis Table A.3 defaults)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+VARIANTS = ("algorithm1", "official")
+LOSSES = ("l2", "huber")
+W_DISTS = ("log_uniform", "uniform", "fixed")
+
+
+@dataclasses.dataclass(frozen=True)
+class PMFConfig:
+    """Hyper-parameters of :func:`meanflow.pmf_loss` and :func:`meanflow.sample`.
+
+    Attributes:
+        t_min: the average velocity is ``(z - X) / max(t, t_min)``; keeps ``1/t`` finite.
+        p_mean, p_std: ``t`` and ``r`` are both drawn from ``sigmoid(N(p_mean, p_std))``;
+            ``t = max``, ``r = min``.
+        frac_equal: fraction of each batch (its first rows) with ``r = t`` (flow-matching rows).
+        w_max: guidance scales are drawn from ``[1, w_max]``.
+        w_dist: ``"log_uniform"`` (density ∝ 1/w, ``w = w_max**U``), ``"uniform"``, or
+            ``"fixed"`` (every row gets ``w_max``; ``w_max=1`` switches guidance off).
+        dropout: probability that a row's redshift is dropped (learned null embedding).
+        loss: ``"l2"`` (squared error) or ``"huber"`` (smooth-L1 with ``huber_delta``), summed over
+            pixels per example.
+        huber_delta: Huber transition point.
+        adaptive: divide each example's loss by ``sg(loss + adaptive_eps)``.
+        adaptive_eps: the constant of the adaptive weight.
+        label_smoothing: redshift noise σ (``z + σ N(0,1)`` clamped to ``[0, 4]``); 0 = off ("NLS").
+        variant: ``"algorithm1"`` (thesis Algorithm 1) or ``"official"`` (the public pixel-MeanFlow
+            code: guidance and JVP tangent from the network's instantaneous velocity at ``r = t``,
+            ω fed to the network as ``1 - 1/ω``, dropout on the ``r = t`` rows).
+    """
+
+    t_min: float = 0.05
+    p_mean: float = 0.8
+    p_std: float = 0.8
+    frac_equal: float = 0.5
+    w_max: float = 7.0
+    w_dist: str = "log_uniform"
+    dropout: float = 0.1
+    loss: str = "l2"
+    huber_delta: float = 1.0
+    adaptive: bool = False
+    adaptive_eps: float = 0.01
+    label_smoothing: float = 0.01
+    variant: str = "algorithm1"
+
+    def __post_init__(self) -> None:
+        def bad(key: str, why: str) -> ValueError:
+            return ValueError(f"PMFConfig.{key}: {why} (got {getattr(self, key)!r})")
+
+        if self.variant not in VARIANTS:
+            raise bad("variant", f"must be one of {VARIANTS}")
+        if self.loss not in LOSSES:
+            raise bad("loss", f"must be one of {LOSSES}")
+        if self.w_dist not in W_DISTS:
+            raise bad("w_dist", f"must be one of {W_DISTS}")
+        if not 0.0 < self.t_min < 1.0:
+            raise bad("t_min", "must lie in (0, 1)")
+        if self.p_std <= 0:
+            raise bad("p_std", "must be positive")
+        if not 0.0 <= self.frac_equal <= 1.0:
+            raise bad("frac_equal", "must lie in [0, 1]")
+        if self.w_max < 1.0:
+            raise bad("w_max", "must be >= 1")
+        if not 0.0 <= self.dropout < 1.0:
+            raise bad("dropout", "must lie in [0, 1)")
+        if self.huber_delta <= 0:
+            raise bad("huber_delta", "must be positive")
+        if self.adaptive_eps <= 0:
+            raise bad("adaptive_eps", "must be positive")
+        if self.label_smoothing < 0:
+            raise bad("label_smoothing", "must be >= 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-serialisable dict of every field."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PMFConfig:
+        """Inverse of :meth:`to_dict`; unknown keys raise ``ValueError`` naming them."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"PMFConfig.from_dict: unknown keys {unknown}; known: {sorted(names)}")
+        return cls(**d)

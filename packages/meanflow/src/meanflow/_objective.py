@@ -1,0 +1,214 @@
+"""The pixel-MeanFlow training objective (thesis Algorithm 1, and the official pMF variant).
+
+Conventions: images ``(B, H, W, C)`` float32; ``z_t = (1 - t) x + t ε`` with ``t = 0`` data and
+``t = 1`` noise; per-example scalars ``t, r, w, redshift`` are ``(B,)`` float32; ``drop`` ``(B,)``
+bool selects the backbone's learned null redshift embedding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from meanflow._config import PMFConfig
+from meanflow._redshift import smooth_redshift
+
+Array = jax.Array
+ApplyFn = Callable[..., Array]
+"""``apply(params, x, t, r=None, w=None, z=None, drop=None) -> X`` (clean-image prediction)."""
+
+sg = jax.lax.stop_gradient
+
+
+def _col(s: Array, like: Array) -> Array:
+    """Reshape per-example ``(B,)`` to broadcast against ``like`` ``(B, ...)``."""
+    return jnp.reshape(s, (-1,) + (1,) * (like.ndim - 1))
+
+
+def velocity_from_x(z: Array, x_pred: Array, t: Array, t_min: float = 0.05) -> Array:
+    """Average velocity from a clean-image prediction: ``(z - X) / max(t, t_min)``.
+
+    Args:
+        z: noisy images ``(B, H, W, C)`` at time ``t``.
+        x_pred: the network's clean-image prediction, same shape.
+        t: ``(B,)`` times in [0, 1].
+        t_min: lower clip of ``t`` in the denominator.
+    """
+    return (z - x_pred) / _col(jnp.maximum(t, t_min), z)
+
+
+def guidance_input(w: Array, variant: str) -> Array:
+    """What the network receives for guidance scale ``w``: ``w`` itself (Algorithm 1) or
+    ``1 - 1/w`` (the official pMF embedding)."""
+    return 1.0 - 1.0 / w if variant == "official" else w
+
+
+def average_velocity(
+    apply: ApplyFn,
+    params: Any,
+    z: Array,
+    t: Array,
+    r: Array,
+    w: Array,
+    redshift: Array,
+    drop: Array,
+    *,
+    t_min: float = 0.05,
+) -> Array:
+    """``u_θ(z, r, t) = (z - X_θ(z, t, r, w, redshift, drop)) / max(t, t_min)``, ``(B, H, W, C)``.
+
+    ``w`` is passed to ``apply`` unchanged (apply :func:`guidance_input` first if needed)."""
+    x_pred = apply(params, z, t, r=r, w=w, z=redshift, drop=drop)
+    return velocity_from_x(z, x_pred, t, t_min)
+
+
+def meanflow_target(
+    u_fn: Callable[[Array, Array, Array], Array],
+    z: Array,
+    t: Array,
+    r: Array,
+    tangent: Array,
+) -> tuple[Array, Array]:
+    """The MeanFlow-identity estimate of the instantaneous velocity.
+
+    ``V = u(z, t, r) + (t - r) · sg(d/dt u)``, where ``d/dt u = ∂_t u + (∇_z u) · tangent`` is one
+    forward-mode JVP of ``u_fn`` w.r.t. ``(z, t, r)`` along ``(tangent, 1, 0)``, in float32.
+    ``u_fn(z, t, r)`` must form everything that depends on ``t`` (``h = t - r``, ``1/t``) itself.
+
+    Returns ``(u, V)``, both shaped like ``z``; ``u`` keeps its gradient w.r.t. parameters.
+    """
+    z, t, r, tangent = (jnp.asarray(a, jnp.float32) for a in (z, t, r, tangent))
+    u, du_dt = jax.jvp(u_fn, (z, t, r), (tangent, jnp.ones_like(t), jnp.zeros_like(r)))
+    return u, u + _col(t - r, z) * sg(du_dt)
+
+
+def sample_time_pairs(key: Array, batch: int, config: PMFConfig) -> tuple[Array, Array]:
+    """``(t, r)``, each ``(B,)``: two logit-normal draws, ``t = max``, ``r = min``; the first
+    ``floor(B · frac_equal)`` rows have ``r = t``."""
+    k1, k2 = jax.random.split(key)
+    draw = lambda k: jax.nn.sigmoid(config.p_mean + config.p_std * jax.random.normal(k, (batch,)))  # noqa: E731
+    a, b = draw(k1), draw(k2)
+    t, r = jnp.maximum(a, b), jnp.minimum(a, b)
+    equal = jnp.arange(batch) < int(batch * config.frac_equal)
+    return t, jnp.where(equal, t, r)
+
+
+def sample_guidance_scale(key: Array, batch: int, config: PMFConfig) -> Array:
+    """Guidance scales ``w`` ``(B,)`` in ``[1, w_max]`` drawn from ``config.w_dist``."""
+    u = jax.random.uniform(key, (batch,))
+    if config.w_dist == "log_uniform":  # density ∝ 1/w
+        return jnp.exp(u * jnp.log(config.w_max))
+    if config.w_dist == "uniform":
+        return 1.0 + u * (config.w_max - 1.0)
+    return jnp.full((batch,), config.w_max, jnp.float32)
+
+
+def _drop_mask(key: Array, batch: int, config: PMFConfig) -> Array:
+    hit = jax.random.uniform(key, (batch,)) < config.dropout
+    if config.variant == "official":  # as many drops, but on the first (r = t) rows
+        return jnp.arange(batch) < jnp.sum(hit)
+    return hit
+
+
+def _per_example(err: Array, config: PMFConfig) -> Array:
+    if config.loss == "huber":
+        d = config.huber_delta
+        a = jnp.abs(err)
+        e = jnp.where(a <= d, 0.5 * err**2, d * (a - 0.5 * d))
+    else:
+        e = err**2
+    return jnp.sum(e, axis=tuple(range(1, err.ndim)))
+
+
+def pmf_loss(
+    apply: ApplyFn, config: PMFConfig | None = None
+) -> Callable[[Any, dict[str, Array], Array], tuple[Array, dict[str, Array]]]:
+    """Build the pMF objective ``loss_fn(params, batch, key) -> (loss, metrics)``.
+
+    ``batch`` holds ``"image"`` ``(B, H, W, C)`` and ``"redshift"`` ``(B,)``. ``metrics`` holds
+    ``loss`` (the optimised, possibly adaptively weighted loss), ``mse_raw`` (unweighted mean
+    squared error of ``V - v_g`` per pixel, which falls while samples improve even when the
+    weighted loss rises), ``mse_fm`` (same, on the ``r = t`` rows) and ``drop_frac``.
+    """
+    config = PMFConfig() if config is None else config
+    t_min = config.t_min
+
+    def loss_fn(params: Any, batch: dict[str, Array], key: Array):
+        for k in ("image", "redshift"):
+            if k not in batch:
+                raise KeyError(f"pmf_loss: batch is missing key {k!r} (has {sorted(batch)})")
+        x = jnp.asarray(batch["image"], jnp.float32)
+        c = jnp.asarray(batch["redshift"], jnp.float32)
+        bsz = x.shape[0]
+        if c.shape != (bsz,):
+            raise ValueError(f"pmf_loss: batch['redshift'] must be ({bsz},), got {c.shape}")
+        k_eps, k_tr, k_w, k_drop, k_ls = jax.random.split(key, 5)
+        eps = jax.random.normal(k_eps, x.shape, jnp.float32)
+        t, r = sample_time_pairs(k_tr, bsz, config)
+        w = sample_guidance_scale(k_w, bsz, config)
+        drop = _drop_mask(k_drop, bsz, config)
+        if config.label_smoothing > 0:
+            c = smooth_redshift(k_ls, c, config.label_smoothing)
+        z_t = _col(1.0 - t, x) * x + _col(t, x) * eps
+        w_in = guidance_input(w, config.variant)
+        all_drop = jnp.ones((bsz,), bool)
+        no_drop = jnp.zeros((bsz,), bool)
+        gscale = _col(1.0 - 1.0 / w, x)
+
+        def u_fn(z, tt, rr):  # h = t - r and 1/t are formed in here (by apply and velocity_from_x)
+            return average_velocity(apply, params, z, tt, rr, w_in, c, drop, t_min=t_min)
+
+        if config.variant == "algorithm1":
+            v_fm = eps - x
+            v_cond = sg(u_fn(z_t, t, r))
+            v_unc = sg(average_velocity(apply, params, z_t, t, r, w_in, c, all_drop, t_min=t_min))
+            v_g = v_fm + gscale * (v_cond - v_unc)
+            tangent = v_cond
+        else:
+            v_fm = (z_t - x) / _col(jnp.maximum(t, t_min), x)
+            v_c = sg(average_velocity(apply, params, z_t, t, t, w_in, c, no_drop, t_min=t_min))
+            w1 = guidance_input(jnp.ones_like(w), "official")
+            v_u = sg(average_velocity(apply, params, z_t, t, t, w1, c, all_drop, t_min=t_min))
+            v_g = v_fm + gscale * (v_c - v_u)
+            tangent = v_c
+        v_g = sg(jnp.where(_col(drop, x), v_fm, v_g))
+
+        _, V = meanflow_target(u_fn, z_t, t, r, tangent)
+        per = _per_example(V - v_g, config)
+        if config.adaptive:
+            per = per / sg(per + config.adaptive_eps)
+        sq = jnp.mean((V - v_g) ** 2, axis=tuple(range(1, x.ndim)))
+        fm = (t == r).astype(jnp.float32)
+        metrics = {
+            "loss": jnp.mean(per),
+            "mse_raw": sg(jnp.mean(sq)),
+            "mse_fm": sg(jnp.sum(sq * fm) / jnp.maximum(jnp.sum(fm), 1.0)),
+            "drop_frac": jnp.mean(drop.astype(jnp.float32)),
+        }
+        return metrics["loss"], metrics
+
+    return loss_fn
+
+
+def flow_matching_loss(
+    apply: ApplyFn, t_min: float = 0.05
+) -> Callable[[Any, dict[str, Array], Array], tuple[Array, dict[str, Array]]]:
+    """Plain conditional flow matching with the same x-prediction parameterisation (``r = t``,
+    no guidance, no JVP): the cost reference for the bench. Same ``loss_fn`` signature."""
+
+    def loss_fn(params: Any, batch: dict[str, Array], key: Array):
+        x = jnp.asarray(batch["image"], jnp.float32)
+        c = jnp.asarray(batch["redshift"], jnp.float32)
+        k_eps, k_t = jax.random.split(key)
+        eps = jax.random.normal(k_eps, x.shape, jnp.float32)
+        t = jax.random.uniform(k_t, (x.shape[0],))
+        z_t = _col(1.0 - t, x) * x + _col(t, x) * eps
+        drop = jnp.zeros(c.shape, bool)
+        u = average_velocity(apply, params, z_t, t, t, jnp.ones_like(t), c, drop, t_min=t_min)
+        per = jnp.sum((u - (eps - x)) ** 2, axis=tuple(range(1, x.ndim)))
+        return jnp.mean(per), {"loss": jnp.mean(per)}
+
+    return loss_fn

@@ -1,0 +1,101 @@
+"""One- and few-step pixel-MeanFlow sampling (thesis Algorithm 2 and its K-step extension)."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from meanflow._config import PMFConfig
+from meanflow._objective import ApplyFn, average_velocity, guidance_input
+
+Array = jax.Array
+
+
+def time_grid_uniform(num_steps: int) -> Array:
+    """``1 = t_0 > t_1 > ... > t_K = 0``, evenly spaced, ``(K + 1,)``."""
+    if num_steps < 1:
+        raise ValueError(f"sample: num_steps must be >= 1, got {num_steps}")
+    return jnp.linspace(1.0, 0.0, num_steps + 1, dtype=jnp.float32)
+
+
+@functools.partial(jax.jit, static_argnames=("apply", "variant", "t_min"))
+def _run(apply, params, noise, redshift, drop, w_in, grid, *, variant, t_min):
+    del variant  # part of the cache key only (w_in is already embedded)
+    bsz = noise.shape[0]
+
+    def step(z, tr):
+        t_i, t_next = tr
+        t = jnp.full((bsz,), t_i)
+        r = jnp.full((bsz,), t_next)
+        u = average_velocity(apply, params, z, t, r, w_in, redshift, drop, t_min=t_min)
+        return z - (t_i - t_next) * u, None
+
+    z, _ = jax.lax.scan(step, noise, (grid[:-1], grid[1:]))
+    return z
+
+
+def sample(
+    apply: ApplyFn,
+    params: Any,
+    noise: Array,
+    redshift: Array | None,
+    *,
+    guidance: float | Array = 1.0,
+    num_steps: int = 1,
+    time_grid: Array | None = None,
+    return_nfe: bool = False,
+    config: PMFConfig | None = None,
+) -> Array | tuple[Array, int]:
+    """Generate images from noise with a trained pixel-MeanFlow network.
+
+    Each step ``t_i -> t_{i+1}`` is ``z <- z - (t_i - t_{i+1}) u_θ(z, r=t_{i+1}, t=t_i, w, c)``:
+    exactly one network evaluation. With ``num_steps=1`` this is ``x = ε - u_θ(ε, 0, 1) = X_θ``.
+
+    Args:
+        apply: backbone ``apply(params, x, t, r, w, z, drop) -> X`` (clean-image prediction).
+        params: its parameters (use the EMA ones).
+        noise: ``(B, H, W, C)`` standard normal.
+        redshift: ``(B,)`` per-example redshifts, or ``None`` for unconditional samples (null
+            embedding on every row).
+        guidance: CFG scale ``w >= 1``, scalar or ``(B,)``; 1 (the default) = no guidance, the
+            plain conditional model. Guidance is learned at training time: it costs no extra NFE.
+        num_steps: number of steps ``K`` on the uniform grid (ignored if ``time_grid`` given).
+        time_grid: optional decreasing ``(K + 1,)`` grid from 1 to 0.
+        return_nfe: also return the number of network evaluations (= K).
+        config: the training :class:`PMFConfig` (its ``variant`` sets how ``w`` is fed to the
+            network and ``t_min`` the clip of ``1/t``); default ``PMFConfig()``.
+
+    Returns:
+        ``x`` ``(B, H, W, C)`` float32, and the NFE if ``return_nfe``.
+    """
+    config = PMFConfig() if config is None else config
+    noise = jnp.asarray(noise, jnp.float32)
+    bsz = noise.shape[0]
+    if time_grid is None:
+        grid = time_grid_uniform(num_steps)
+    else:
+        g = np.asarray(time_grid, np.float64)
+        if g.ndim != 1 or g.size < 2 or np.any(np.diff(g) >= 0) or g[0] > 1 or g[-1] < 0:
+            raise ValueError(
+                f"sample: time_grid must be a strictly decreasing 1-D grid within [1, 0], got {g}"
+            )
+        grid = jnp.asarray(g, jnp.float32)
+    if redshift is None:
+        redshift = jnp.zeros((bsz,), jnp.float32)
+        drop = jnp.ones((bsz,), bool)
+    else:
+        redshift = jnp.asarray(redshift, jnp.float32)
+        if redshift.shape != (bsz,):
+            raise ValueError(f"sample: redshift must be ({bsz},) like noise, got {redshift.shape}")
+        drop = jnp.zeros((bsz,), bool)
+    w = jnp.broadcast_to(jnp.asarray(guidance, jnp.float32), (bsz,))
+    w_in = guidance_input(w, config.variant)
+    x = _run(
+        apply, params, noise, redshift, drop, w_in, grid, variant=config.variant, t_min=config.t_min
+    )
+    nfe = int(grid.shape[0]) - 1
+    return (x, nfe) if return_nfe else x
