@@ -46,12 +46,24 @@ def _per_band(v: Any, name: str) -> np.ndarray:
     return a
 
 
+def _noise_sigma(x: np.ndarray) -> float:
+    """Sky σ from the negative half of ``x`` (half-normal median); the std if there is none."""
+    x = x[np.isfinite(x)]
+    neg = -x[x < 0]
+    if neg.size >= 10:
+        s = float(np.median(neg) / 0.6744897501960817)
+    else:
+        s = float(np.std(x)) if x.size else 0.0
+    return s if s > 0 else 1.0
+
+
 class ArcsinhStretch:
     """``y = asinh(x / scale_b) / norm_b`` per band b (channels-last), inverse ``x = scale_b sinh(norm_b y)``.
 
     ``scale_b`` (flux units) is the softening: below it the map is linear, above logarithmic.
-    :meth:`fit` sets it to ``softening`` × the robust (MAD) pixel standard deviation of the band —
-    essentially the sky noise, since most pixels are sky — and ``norm_b`` so that the
+    :meth:`fit` sets it to ``softening`` × the band's sky noise, estimated robustly from the
+    negative pixels (galaxy light is positive; sky-subtracted noise is symmetric about 0:
+    ``σ = median(|x| : x < 0) / 0.6745``), and ``norm_b`` so that the
     ``quantile`` of ``|asinh(x/scale_b)|`` maps to 1. Values are not clipped, so it is exactly
     invertible (computed in float64, returned as float32).
     """
@@ -76,10 +88,7 @@ class ArcsinhStretch:
     ) -> ArcsinhStretch:
         """Estimate per-band scales from a sample of ``data`` (Dataset or ``(N,H,W,5)`` array)."""
         x = sample_images(data, max_images, seed).reshape(-1, len(BANDS)).astype(np.float64)
-        med = np.nanmedian(x, axis=0)
-        mad = 1.4826 * np.nanmedian(np.abs(x - med), axis=0)
-        fallback = np.nanstd(x, axis=0)
-        scale = softening * np.where(mad > 0, mad, np.where(fallback > 0, fallback, 1.0))
+        scale = softening * np.array([_noise_sigma(x[:, b]) for b in range(x.shape[1])])
         a = np.abs(np.arcsinh(x / scale))
         norm = np.nanquantile(a, quantile, axis=0)
         return cls(scale, np.where(norm > 0, norm, 1.0))

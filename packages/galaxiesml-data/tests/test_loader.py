@@ -1,0 +1,120 @@
+"""batches(): reproducible by seed, exact mid-epoch resume, epochs, transforms and smoothing."""
+
+from __future__ import annotations
+
+from itertools import islice
+
+import h5py
+import numpy as np
+import pytest
+from galaxiesml_data import (
+    ArcsinhStretch,
+    batches,
+    batches_per_epoch,
+    epoch_permutation,
+    open_split,
+    write_split,
+)
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    """37 galaxies whose pixels encode their index, so a batch reveals which rows it holds."""
+    n = 37
+    img = np.broadcast_to(np.arange(n, dtype=np.float32)[:, None, None, None], (n, 4, 4, 5)).copy()
+    img += np.arange(5, dtype=np.float32) * 1000  # band b adds 1000 b
+    z = np.linspace(0.1, 3.0, n).astype(np.float32)
+    path = tmp_path_factory.mktemp("loader") / "small.hdf5"
+    write_split(path, img, z, {"object_id": np.arange(n, dtype=np.int64)})
+    return open_split(path)
+
+
+def _rows(batch):
+    return batch["image"][:, 0, 0, 0].astype(int)
+
+
+def _equal(a, b):
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x["image"], y["image"])
+        np.testing.assert_array_equal(x["redshift"], y["redshift"])
+
+
+def test_batches_cover_each_epoch_once_in_seeded_order(small):
+    nb = batches_per_epoch(37, 8)
+    assert nb == 4
+    got = list(islice(batches(small, 8, seed=5), 3 * nb))
+    for e in range(3):
+        rows = np.concatenate([_rows(b) for b in got[e * nb : (e + 1) * nb]])
+        np.testing.assert_array_equal(rows, epoch_permutation(37, 5, e)[: nb * 8])
+        assert len(set(rows)) == nb * 8
+    b = got[0]
+    assert b["image"].shape == (8, 4, 4, 5) and b["image"].dtype == np.float32
+    assert b["redshift"].shape == (8,) and b["redshift"].dtype == np.float32
+    np.testing.assert_array_equal(
+        b["redshift"], small.redshift[_rows(b)]
+    )  # labels follow their images
+    np.testing.assert_array_equal(
+        b["image"][0, 0, 0], _rows(b)[0] + 1000 * np.arange(5)
+    )  # channels-last
+    # epochs differ, seeds differ
+    assert not np.array_equal(_rows(got[0]), _rows(got[nb]))
+    assert not np.array_equal(_rows(got[0]), _rows(next(batches(small, 8, seed=6))))
+
+
+def test_same_seed_same_batches_and_exact_resume(small):
+    full = list(islice(batches(small, 8, seed=1, label_smoothing=0.1), 11))
+    _equal(full, list(islice(batches(small, 8, seed=1, label_smoothing=0.1, prefetch=0), 11)))
+    for start in (3, 4, 9):  # mid-epoch, epoch boundary, a later epoch
+        _equal(
+            full[start:],
+            list(islice(batches(small, 8, seed=1, start=start, label_smoothing=0.1), 11 - start)),
+        )
+
+
+def test_epochs_limit_drop_last_and_no_shuffle(small):
+    got = list(batches(small, 8, seed=0, shuffle=False, drop_last=False, epochs=2))
+    assert [len(b["redshift"]) for b in got] == [8, 8, 8, 8, 5] * 2
+    np.testing.assert_array_equal(np.concatenate([_rows(b) for b in got[:5]]), np.arange(37))
+    assert len(list(batches(small, 8, seed=0, epochs=1, start=2))) == 2
+    with pytest.raises(ValueError, match="batch_size=64"):
+        batches(small, 64, seed=0)
+
+
+def test_transform_and_label_smoothing_in_batches(small):
+    t = ArcsinhStretch([1, 2, 3, 4, 5], 2.0)
+    raw = next(batches(small, 8, seed=2))
+    out = next(batches(small, 8, seed=2, transform=t, label_smoothing=0.05))
+    np.testing.assert_allclose(out["image"], t.forward(raw["image"]), rtol=1e-6)
+    np.testing.assert_allclose(t.inverse(out["image"]), raw["image"], rtol=1e-5, atol=1e-5)
+    d = out["redshift"] - raw["redshift"]
+    assert np.all(d != 0) and np.abs(d).max() < 0.05 * 6
+    lam = next(batches(small, 8, seed=2, transform=lambda x: x * 2))
+    np.testing.assert_array_equal(lam["image"], raw["image"] * 2)
+
+
+def test_chunked_file_reads_match_memmap(small, tmp_path):
+    chunked = tmp_path / "chunked.hdf5"
+    with h5py.File(small.path) as src, h5py.File(chunked, "w") as dst:
+        dst.create_dataset("image", data=src["image"][()], chunks=(4, 5, 4, 4), compression="gzip")
+        dst["specz_redshift"] = src["specz_redshift"][()]
+    other = open_split(chunked)
+    assert other._mmap is None and small._mmap is not None
+    _equal(list(islice(batches(small, 8, seed=9), 6)), list(islice(batches(other, 8, seed=9), 6)))
+
+
+def test_path_input_and_errors(small):
+    b = next(batches(str(small.path), 4, seed=0, shuffle=False))
+    np.testing.assert_array_equal(_rows(b), [0, 1, 2, 3])
+    with pytest.raises(TypeError, match="transform"):
+        batches(small, 4, seed=0, transform=3)
+    with pytest.raises(ValueError, match="start"):
+        batches(small, 4, seed=0, start=-1)
+
+
+def test_worker_errors_reach_the_consumer(small):
+    def boom(x):
+        raise RuntimeError("transform failed")
+
+    with pytest.raises(RuntimeError, match="transform failed"):
+        next(batches(small, 4, seed=0, transform=boom))
