@@ -70,3 +70,14 @@ def test_hsc_preset_feeds_measure():
     assert cols["sersic_index"][0] == pytest.approx(1.0, rel=0.3)
     with pytest.raises(ValueError, match="unknown band"):
         HSC.kwargs("u")
+
+
+def test_statmorph_all_agrees_with_fast_mode_and_fills_extras(truth_and_cols):
+    _, cols, imgs = truth_and_cols
+    assert np.all(np.isnan(cols["concentration"]))  # fast mode skips CAS / Gini-M20
+    full = measure(imgs[:2], statmorph_all=True, n_workers=1)
+    for k in ("concentration", "asymmetry", "gini", "m20", "half_light_radius", "sn_per_pixel"):
+        assert np.all(np.isfinite(full[k])), k
+    # same fit, started from statmorph's own guess instead of ours
+    np.testing.assert_allclose(full["sersic_index"], cols["sersic_index"][:2], rtol=0.02)
+    np.testing.assert_allclose(full["ellipticity"], cols["ellipticity"][:2], atol=0.01)

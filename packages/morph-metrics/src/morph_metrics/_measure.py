@@ -7,6 +7,7 @@ import enum
 import os
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -40,6 +41,7 @@ COMMON_COLUMNS = (
     "y_centroid",
     "background",
     "background_rms",
+    "snr",
 )
 PAPER_COLUMNS = (*COMMON_COLUMNS, "semi_minor_axis", "orientation", "mean_snr")
 STATMORPH_COLUMNS = (
@@ -65,6 +67,7 @@ class _Params:
     n_pixels: int
     smooth_sigma: float
     min_mean_snr: float
+    statmorph_all: bool = False
 
 
 def _clipped_stats(x: np.ndarray, sigma: float = 3.0, maxiters: int = 10) -> tuple[float, float]:
@@ -178,6 +181,7 @@ def _measure_paper(img: np.ndarray, p: _Params) -> tuple[dict[str, float], int]:
         ellipticity=e,
         sersic_index=float(n_placeholder),
         isophotal_area=float(seg.sum()),
+        snr=float(sub[seg].sum() / (rms * np.sqrt(seg.sum()))),
         x_centroid=x,
         y_centroid=y,
         orientation=theta,
@@ -186,6 +190,60 @@ def _measure_paper(img: np.ndarray, p: _Params) -> tuple[dict[str, float], int]:
 
 
 _SEP_FILTER = np.array([[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]]) / 16.0
+
+
+#: statmorph quantities computed when ``statmorph_all=False``.
+_FAST_QUANTITIES = (
+    "xc_centroid",
+    "yc_centroid",
+    "ellipticity_centroid",
+    "orientation_centroid",
+    "sersic_rhalf",
+    "sersic_n",
+    "sersic_ellip",
+    "sersic_theta",
+)
+
+
+def _sersic_only_morphology(base: type) -> type:
+    """A ``SourceMorphology`` that evaluates only ``_FAST_QUANTITIES`` (Sérsic fit + moments).
+
+    statmorph evaluates every statistic in its constructor (CAS, Gini-M20, MID, ...); most of the
+    time goes to the asymmetry centre, which the Sérsic fit needs only for its initial guess. We
+    pass that guess ourselves and skip the rest (and the Gini/MID segmap comparison, so ``flag``
+    then reflects only the checks statmorph runs before the statistics).
+    """
+
+    class _SersicOnly(base):  # type: ignore[misc, valid-type]
+        def _calculate_morphology(self) -> None:
+            for q in _FAST_QUANTITIES:
+                _ = self[q]
+
+        def _check_segmaps(self) -> None:
+            return None
+
+        # statmorph's fit reads the concentration for its default initial n even when n is
+        # given; a constant avoids the asymmetry-centre search (the column is NaN in this mode)
+        concentration = 3.0
+
+    return _SersicOnly
+
+
+def _sersic_guess(sub: np.ndarray, seg: np.ndarray) -> dict[str, Any]:
+    """Initial Sérsic parameters from the segment's moments (statmorph's own guess needs the
+    expensive asymmetry centre): centre, ellipticity, angle, r_eff ~ 1.18 sigma_major, n = 1.5."""
+    x, y, a, b, theta = _second_moments(np.clip(sub, 0, None), seg)
+    if not np.isfinite(a):
+        return {"bounds": {"n": (0.01, None)}}
+    return {
+        "x_0": x,
+        "y_0": y,
+        "ellip": float(min(max(1 - b / a, 0.0), 0.9)),
+        "theta": float(np.radians(theta)),
+        "r_eff": float(max(1.18 * a, 1.0)),
+        "n": 1.5,
+        "bounds": {"n": (0.01, None)},
+    }
 
 
 def _measure_statmorph(img: np.ndarray, p: _Params) -> tuple[dict[str, float], int]:
@@ -216,11 +274,24 @@ def _measure_statmorph(img: np.ndarray, p: _Params) -> tuple[dict[str, float], i
     mask = (segm > 0) & ~seg
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        m = statmorph.SourceMorphology(
-            sub, seg.astype(np.int32), 1, mask=mask, weightmap=np.sqrt(var), psf=p.psf
-        )
+        if p.statmorph_all:
+            m = statmorph.SourceMorphology(
+                sub, seg.astype(np.int32), 1, mask=mask, weightmap=np.sqrt(var), psf=p.psf
+            )
+        else:
+            m = _sersic_only_morphology(statmorph.SourceMorphology)(
+                sub,
+                seg.astype(np.int32),
+                1,
+                mask=mask,
+                weightmap=np.sqrt(var),
+                psf=p.psf,
+                sersic_model_args=_sersic_guess(sub, seg),
+            )
 
     def val(name: str) -> float:
+        if not p.statmorph_all and name not in _FAST_QUANTITIES:
+            return np.nan
         v = float(getattr(m, name))
         return np.nan if v == -99.0 else v
 
@@ -234,6 +305,7 @@ def _measure_statmorph(img: np.ndarray, p: _Params) -> tuple[dict[str, float], i
         half_light_radius=val("rhalf_ellip"),
         ellipticity_moments=val("ellipticity_centroid"),
         sn_per_pixel=val("sn_per_pixel"),
+        snr=float(sub[seg].sum() / (rms * np.sqrt(seg.sum()))),
         concentration=val("concentration"),
         asymmetry=val("asymmetry"),
         smoothness=val("smoothness"),
@@ -290,6 +362,7 @@ def measure(
     gain: float | None = None,
     n_sigma: float = 1.5,
     n_pixels: int = 5,
+    statmorph_all: bool = False,
     executor: cf.Executor | None = None,
     n_workers: int | None = None,
     chunk_size: int = 64,
@@ -310,6 +383,10 @@ def measure(
             None = background-limited (error = sky RMS).
         n_sigma: detection threshold in background RMS of the detection image.
         n_pixels: minimum connected pixels of a segment.
+        statmorph_all: statmorph protocol only. False (default) runs statmorph's Sérsic fit and
+            centroid moments only (about 5x faster); True evaluates every statmorph statistic
+            (fills ``half_light_radius``, ``concentration``, ``asymmetry``, ``smoothness``,
+            ``gini``, ``m20``, otherwise NaN) and statmorph's Gini/MID segmap check.
         executor: any ``concurrent.futures.Executor`` (e.g. a Dask cluster's
             ``client.get_executor()``); None = a process pool of ``n_workers`` processes.
         n_workers: processes of the default pool (None = all cores); 1 = run in this process.
@@ -372,6 +449,7 @@ def measure(
         n_pixels=int(n_pixels),
         smooth_sigma=1.5,
         min_mean_snr=0.5,
+        statmorph_all=bool(statmorph_all),
     )
     stamps = images[..., band]
     starts = list(range(0, n, chunk_size))
