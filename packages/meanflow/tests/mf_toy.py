@@ -6,10 +6,12 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 MODES = {0.5: np.array([1.5, 1.0], np.float32), 3.0: np.array([-1.5, -1.0], np.float32)}
 MODE_STD = 0.25
+# overlapping conditionals (for the guidance check): 1.44 σ from the midpoint
+OVERLAP_MODES = {0.5: np.array([0.6, 0.4], np.float32), 3.0: np.array([-0.6, -0.4], np.float32)}
+OVERLAP_STD = 0.5
 
 
 def mlp_init(key, dim=2, hidden=128, depth=3):
@@ -39,7 +41,7 @@ def mlp_apply(params, x, t, r=None, w=None, z=None, drop=None):
         t[:, None],
         h[:, None],
         jnp.sin(3 * t)[:, None],
-        w[:, None] / 4,
+        w[:, None],
         (z * keep)[:, None] - 1.5 * keep[:, None],
         drop.astype(jnp.float32)[:, None],
     ]
@@ -50,29 +52,37 @@ def mlp_apply(params, x, t, r=None, w=None, z=None, drop=None):
     return out.reshape(x.shape)
 
 
-def toy_batch(rng: np.random.Generator, n: int):
-    zs = np.array(list(MODES), np.float32)
+def toy_batch(rng: np.random.Generator, n: int, modes=None, std: float = MODE_STD):
+    """``n`` points: redshift picked uniformly among ``modes`` keys, x ~ N(modes[z], std² I)."""
+    modes = MODES if modes is None else modes
+    zs = np.array(list(modes), np.float32)
     z = zs[rng.integers(0, len(zs), n)]
-    centers = np.stack([MODES[float(v)] for v in z])
-    x = centers + MODE_STD * rng.standard_normal((n, 2)).astype(np.float32)
+    centers = np.stack([modes[float(v)] for v in z])
+    x = centers + std * rng.standard_normal((n, 2)).astype(np.float32)
     return {"image": x.reshape(n, 1, 1, 2), "redshift": z}
 
 
-def train_plain(loss_fn, params, steps, *, batch=256, lr=2e-3, seed=0):
-    """A plain optax Adam loop (returns final params and the list of metrics)."""
-    opt = optax.adam(lr)
-    state = opt.init(params)
+def train_engine(
+    loss_fn, params, steps, run_dir, *, modes=None, std=MODE_STD, batch=256, lr=1e-3, seed=0
+):
+    """Train with diffusion_core's engine (Adam, EMA 0.99); returns the EMA parameters."""
+    from diffusion_core import TrainConfig, train
 
-    @jax.jit
-    def step(params, state, batch, key):
-        (_, m), g = jax.value_and_grad(loss_fn, has_aux=True)(params, batch, key)
-        upd, state = opt.update(g, state, params)
-        return optax.apply_updates(params, upd), state, m
+    def batches_fn(start):
+        rng = np.random.default_rng([seed, start])
+        while True:
+            yield toy_batch(rng, batch, modes, std)
 
-    rng = np.random.default_rng(seed)
-    key = jax.random.key(seed)
-    hist = []
-    for i in range(steps):
-        params, state, m = step(params, state, toy_batch(rng, batch), jax.random.fold_in(key, i))
-        hist.append(m)
-    return params, hist
+    cfg = TrainConfig(
+        steps=steps,
+        batch_size=batch,
+        lr=lr,
+        optimizer="adam",
+        ema_decay=0.99,
+        seed=seed,
+        checkpoint_every=steps,
+        log_every=steps,
+        progress=False,
+    )
+    state = train(loss_fn, params, batches_fn, cfg, run_dir, resume=False)
+    return state.ema_params

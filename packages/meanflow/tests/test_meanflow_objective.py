@@ -30,7 +30,7 @@ def test_guidance_term_vanishes_at_w1_and_acts_above(variant):
 
     def run(w, scale):
         cfg = PMFConfig(variant=variant, w_dist="fixed", w_max=w, dropout=0.0)
-        return jax.value_and_grad(pmf_loss(_uncond_perturbed(scale), cfg), has_aux=True)(
+        return jax.jit(jax.value_and_grad(pmf_loss(_uncond_perturbed(scale), cfg), has_aux=True))(
             params, batch, key
         )
 

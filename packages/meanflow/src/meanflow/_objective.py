@@ -12,9 +12,9 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+from diffusion_core import smooth_redshift
 
 from meanflow._config import PMFConfig
-from meanflow._redshift import smooth_redshift
 
 Array = jax.Array
 ApplyFn = Callable[..., Array]
