@@ -65,6 +65,10 @@ def test_batches_cover_each_epoch_once_in_seeded_order(small):
 def test_same_seed_same_batches_and_exact_resume(small):
     full = list(islice(batches(small, 8, seed=1, label_smoothing=0.1), 11))
     _equal(full, list(islice(batches(small, 8, seed=1, label_smoothing=0.1, prefetch=0), 11)))
+    _equal(
+        full,
+        list(islice(batches(small, 8, seed=1, label_smoothing=0.1, prefetch=5, threads=3), 11)),
+    )
     for start in (3, 4, 9):  # mid-epoch, epoch boundary, a later epoch
         _equal(
             full[start:],
@@ -73,7 +77,7 @@ def test_same_seed_same_batches_and_exact_resume(small):
 
 
 def test_epochs_limit_drop_last_and_no_shuffle(small):
-    got = list(batches(small, 8, seed=0, shuffle=False, drop_last=False, epochs=2))
+    got = list(batches(small, 8, seed=0, shuffle=False, drop_last=False, epochs=2, threads=3))
     assert [len(b["redshift"]) for b in got] == [8, 8, 8, 8, 5] * 2
     np.testing.assert_array_equal(np.concatenate([_rows(b) for b in got[:5]]), np.arange(37))
     assert len(list(batches(small, 8, seed=0, epochs=1, start=2))) == 2

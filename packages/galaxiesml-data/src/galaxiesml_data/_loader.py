@@ -45,10 +45,7 @@ def _make_batch(
         perm_cache.clear()
         perm_cache[epoch] = epoch_permutation(len(ds), seed, epoch, shuffle)
     idx = perm_cache[epoch][pos * batch_size : (pos + 1) * batch_size]
-    # Sorted reads are sequential on disk; the batch keeps the permuted order.
-    order = np.argsort(idx, kind="stable")
-    image = np.empty((idx.size, ds.height, ds.width, 5), dtype=np.float32)
-    image[order] = ds._read(idx[order])
+    image = ds._read(idx)  # sorted reads for h5py; a single gather + transpose for memmaps
     z = ds.redshift[idx]
     if label_smoothing > 0:
         z = smooth_redshift(z, label_smoothing, np.random.default_rng([int(seed), 1, int(g)]))
@@ -69,6 +66,7 @@ def batches(
     label_smoothing: float = 0.0,
     prefetch: int = 2,
     epochs: int | None = None,
+    threads: int = 1,
 ) -> Iterator[Batch]:
     """Iterate ``{"image": (B, H, W, 5) float32, "redshift": (B,) float32}`` batches, forever by default.
 
@@ -87,8 +85,9 @@ def batches(
         transform: applied to each image batch: an object with ``.forward`` (e.g.
             :class:`ArcsinhStretch`) or a callable ``(B,H,W,5) -> (B,H,W,5)``.
         label_smoothing: σ of the Gaussian redshift jitter (0 = off); clamped to [0, 4].
-        prefetch: batches prepared ahead in a background thread (0 = synchronous).
+        prefetch: batches prepared ahead by background threads (0 = synchronous, in the caller).
         epochs: stop after this many epochs in total (counting from global batch 0); None = forever.
+        threads: background threads preparing batches (results are identical for any count).
     """
     ds = dataset if isinstance(dataset, Dataset) else open_split(dataset)
     if batch_size < 1:
@@ -111,26 +110,33 @@ def batches(
     args = (ds, nb, batch_size, seed, shuffle, fn, label_smoothing)
     if prefetch <= 0:
         return _sync_iter(start, stop, args)
-    return _prefetch_iter(start, stop, args, prefetch)
+    return _prefetch_iter(start, stop, args, prefetch, max(1, int(threads)))
 
 
-def _sync_iter(start: int, stop: int | None, args: tuple) -> Iterator[Batch]:
+def _sync_iter(start: int, stop: int | None, args: tuple, step: int = 1) -> Iterator[Batch]:
     ds, nb, bs, seed, shuffle, fn, ls = args
     cache: dict[int, np.ndarray] = {}
     g = start
     while stop is None or g < stop:
         yield _make_batch(ds, g, nb, bs, seed, shuffle, fn, ls, cache)
-        g += 1
+        g += step
 
 
 _DONE = object()
 
 
-def _prefetch_iter(start: int, stop: int | None, args: tuple, depth: int) -> Iterator[Batch]:
-    q: queue.Queue = queue.Queue(maxsize=depth)
+def _prefetch_iter(
+    start: int, stop: int | None, args: tuple, depth: int, threads: int
+) -> Iterator[Batch]:
+    """Batches made by ``threads`` background threads; thread k makes global batches start + k + j·threads.
+
+    NumPy releases the GIL while gathering and transposing, so threads use several cores; the
+    consumer takes the per-thread queues in turn, so the order is exactly that of ``_sync_iter``.
+    """
+    queues = [queue.Queue(maxsize=max(1, -(-depth // threads))) for _ in range(threads)]
     halt = threading.Event()
 
-    def put(item: object) -> bool:
+    def put(q: queue.Queue, item: object) -> bool:
         while not halt.is_set():
             try:
                 q.put(item, timeout=0.1)
@@ -139,25 +145,33 @@ def _prefetch_iter(start: int, stop: int | None, args: tuple, depth: int) -> Ite
                 continue
         return False
 
-    def work() -> None:
+    def work(k: int) -> None:
+        q = queues[k]
         try:
-            for b in _sync_iter(start, stop, args):
-                if not put(b):
+            for b in _sync_iter(start + k, stop, args, step=threads):
+                if not put(q, b):
                     return
-            put(_DONE)
+            put(q, _DONE)
         except BaseException as e:  # handed to the consumer
-            put(e)
+            put(q, e)
 
-    t = threading.Thread(target=work, name="galaxiesml-prefetch", daemon=True)
-    t.start()
+    pool = [
+        threading.Thread(target=work, args=(k,), name=f"galaxiesml-prefetch-{k}", daemon=True)
+        for k in range(threads)
+    ]
+    for t in pool:
+        t.start()
     try:
+        k = 0
         while True:
-            item = q.get()
+            item = queues[k].get()
             if item is _DONE:
                 return
             if isinstance(item, BaseException):
                 raise item
             yield item
+            k = (k + 1) % threads
     finally:
         halt.set()
-        t.join(timeout=5)
+        for t in pool:
+            t.join(timeout=5)
