@@ -136,7 +136,7 @@ def test_exact_resume_after_sigkill(tmp_path):
     assert (
         steps == sorted(set(steps)) and steps[-1] == 30
     )  # lines after k were dropped, not doubled
-    assert json.loads((run_dir / "config.json").read_text())["resumed_from_step"] == k
+    assert json.loads((run_dir / "train_config.json").read_text())["resumed_from_step"] == k
 
 
 @pytest.mark.parametrize("how", ["keyboard", "sigterm"])
@@ -196,7 +196,7 @@ def test_run_dir_files(tmp_path):
         tmp_path,
         run_info={"objective": {"name": "toy", "beta": 1.0}},
     )
-    resolved = json.loads((tmp_path / "config.json").read_text())
+    resolved = json.loads((tmp_path / "train_config.json").read_text())
     assert TrainConfig.from_dict(resolved["train"]) == config
     assert resolved["run"]["objective"]["name"] == "toy"
     recs = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]

@@ -6,7 +6,17 @@ parameters into the ``model_fn(x, t)`` that `ode_samplers.sample` takes.
 """
 
 from ._config import TrainConfig
+from ._ddpm import (
+    DDPMConfig,
+    ddpm_loss,
+    ddpm_model_fn,
+    ddpm_schedule,
+    ddpm_train_config,
+    smooth_redshift,
+)
 from ._engine import (
+    CONFIG_FILE,
+    METRICS_FILE,
     TrainState,
     default_mesh,
     ema_update,
@@ -19,6 +29,14 @@ from ._engine import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "CONFIG_FILE",
+    "METRICS_FILE",
+    "DDPMConfig",
+    "ddpm_loss",
+    "ddpm_model_fn",
+    "ddpm_schedule",
+    "ddpm_train_config",
+    "smooth_redshift",
     "TrainConfig",
     "TrainState",
     "default_mesh",

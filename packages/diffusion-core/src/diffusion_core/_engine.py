@@ -26,7 +26,7 @@ from ._config import TrainConfig
 LossFn = Callable[[Any, Mapping[str, jax.Array], jax.Array], tuple[jax.Array, Mapping[str, Any]]]
 BatchesFn = Callable[[int], Iterable[Mapping[str, Any]]]
 
-CONFIG_FILE = "config.json"
+CONFIG_FILE = "train_config.json"
 METRICS_FILE = "metrics.jsonl"
 
 
@@ -187,9 +187,9 @@ def train(
         batches_fn: ``batches_fn(start)`` returns an iterator of batches (dicts of NumPy arrays,
             leading dim ``batch_size / process_count``) beginning at global batch index ``start``.
         config: the `TrainConfig`.
-        run_dir: directory for ``checkpoints/``, ``config.json`` and ``metrics.jsonl``.
+        run_dir: directory for ``checkpoints/``, ``train_config.json`` and ``metrics.jsonl``.
         resume: continue from the newest checkpoint in ``run_dir`` if there is one.
-        run_info: extra JSON-able settings (e.g. the objective's config) stored in config.json.
+        run_info: extra JSON-able settings (e.g. the objective's config) stored in train_config.json.
         mesh: device mesh with a ``"data"`` axis; default: all devices.
 
     Returns:

@@ -1,0 +1,213 @@
+"""DDPM objective tests: closed forms with fake models, and a tiny model that must learn."""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from diffusion_core import (
+    DDPMConfig,
+    TrainConfig,
+    ddpm_loss,
+    ddpm_model_fn,
+    ddpm_schedule,
+    ddpm_train_config,
+    smooth_redshift,
+    train,
+)
+from ode_samplers import sample
+
+SCHED = ddpm_schedule()
+
+
+def _batch(b=256, hw=8, z=2.0, seed=0):
+    rng = np.random.default_rng(seed)
+    return {
+        "image": rng.uniform(-1, 1, (b, hw, hw, 1)).astype(np.float32),
+        "redshift": np.full((b,), z, np.float32),
+    }
+
+
+def test_schedule_is_the_studys_linear_beta():
+    ab = np.cumprod(1 - np.linspace(1e-4, 0.02, 1000))
+    n = np.array([0, 1, 499, 998, 999])
+    t = jnp.asarray((n + 1) / 1000, jnp.float32)
+    np.testing.assert_allclose(SCHED.alpha(t), np.sqrt(ab[n]), rtol=1e-5)
+    np.testing.assert_allclose(SCHED.sigma(t), np.sqrt(1 - ab[n]), rtol=1e-4)
+
+
+def test_perfect_denoiser_has_zero_loss_on_the_timestep_grid():
+    """A model that knows x0 recovers ε exactly — only if x_t = α x0 + σ ε with t = (n+1)/N."""
+    batch = _batch(b=64)
+    x0 = jnp.asarray(batch["image"])
+
+    def oracle(params, x, t, z=None, drop=None):
+        s = (slice(None), None, None, None)
+        eps = (x - SCHED.alpha(t)[s] * x0) / SCHED.sigma(t)[s]
+        off_grid = jnp.abs(t * 1000 - jnp.round(t * 1000))  # 0 iff t = (n + 1) / 1000
+        return eps + 100.0 * off_grid[s]
+
+    for loss in ("huber", "l2"):
+        cfg = DDPMConfig(loss=loss, label_smoothing=0.0)
+        val, m = jax.jit(ddpm_loss(oracle, SCHED, cfg))(None, batch, jax.random.key(1))
+        assert float(val) < 1e-6 and float(m["mse"]) < 1e-6
+
+
+def _huber_expectation(c: float) -> float:
+    """E[smooth_l1(c - ε)], ε ~ N(0, 1), by quadrature."""
+    e = np.linspace(-12, 12, 200_001)
+    a = np.abs(c - e)
+    h = np.where(a < 1, 0.5 * a**2, a - 0.5)
+    return float(np.trapezoid(h * np.exp(-(e**2) / 2) / math.sqrt(2 * np.pi), e))
+
+
+@pytest.mark.parametrize("loss", ["huber", "l2"])
+def test_huber_vs_l2_closed_form(loss):
+    """Model outputs the constant c: L2 -> c² + 1, Huber(β=1) -> E[smooth_l1(c - ε)]."""
+    c = 3.0
+
+    def const(params, x, t, z=None, drop=None):
+        return jnp.full_like(x, params)
+
+    fn = jax.jit(ddpm_loss(const, SCHED, DDPMConfig(loss=loss)))
+    val, m = fn(jnp.float32(c), _batch(b=512), jax.random.key(0))
+    want = c**2 + 1 if loss == "l2" else _huber_expectation(c)
+    np.testing.assert_allclose(float(val), want, rtol=0.03)
+    np.testing.assert_allclose(float(m["mse"]), c**2 + 1, rtol=0.03)
+    assert abs(_huber_expectation(c) - (c**2 + 1)) > 5  # the two really differ
+
+
+def test_label_smoothing_and_dropout_reach_the_model():
+    """Model returns (z_seen - z_true) + drop: L2 = σ² + 1 + p (+ cross terms ~ 0)."""
+    batch = _batch(b=512)
+
+    def probe(params, x, t, z=None, drop=None):
+        s = (slice(None), None, None, None)
+        d = jnp.zeros_like(z) if drop is None else drop.astype(jnp.float32)
+        return jnp.broadcast_to((z - 2.0 + d)[s], x.shape)
+
+    for sigma, p in [(0.0, 0.0), (0.5, 0.0), (0.0, 0.3)]:
+        cfg = DDPMConfig(loss="l2", label_smoothing=sigma, dropout=p)
+        val, _ = jax.jit(ddpm_loss(probe, SCHED, cfg))(None, batch, jax.random.key(3))
+        np.testing.assert_allclose(float(val), sigma**2 + 1 + p, atol=0.08)
+
+
+def test_smooth_redshift():
+    key = jax.random.key(0)
+    z = jnp.full((20000,), 2.0)
+    s = np.asarray(smooth_redshift(key, z, 0.1))
+    np.testing.assert_allclose(s.mean(), 2.0, atol=0.005)
+    np.testing.assert_allclose(s.std(), 0.1, rtol=0.03)
+    edge = np.asarray(smooth_redshift(key, jnp.array([0.0, 4.0] * 500), 0.5))
+    assert edge.min() >= 0.0 and edge.max() <= 4.0 and (edge == 0.0).any() and (edge == 4.0).any()
+    np.testing.assert_array_equal(smooth_redshift(key, z, 0.0), z)
+
+
+def test_model_fn_conditioning_and_guidance():
+    """ε_c = z, ε_u = -1 (null embedding): guided = -1 + w (z + 1)."""
+
+    def fake(params, x, t, z=None, drop=None):
+        s = (slice(None), None, None, None)
+        out = z if drop is None else jnp.where(drop, -1.0, z)
+        return jnp.broadcast_to(out[s], x.shape)
+
+    x, t = jnp.zeros((3, 4, 4, 1)), jnp.full((3,), 0.5)
+    z = jnp.array([0.5, 1.0, 2.0])
+    np.testing.assert_allclose(ddpm_model_fn(fake, None, z)(x, t)[:, 0, 0, 0], z)
+    np.testing.assert_allclose(ddpm_model_fn(fake, None, 1.5)(x, t)[:, 0, 0, 0], [1.5] * 3)
+    np.testing.assert_allclose(ddpm_model_fn(fake, None, z, guidance=1.0)(x, t)[:, 0, 0, 0], z)
+    g = ddpm_model_fn(fake, None, z, guidance=3.0)(x, t)[:, 0, 0, 0]
+    np.testing.assert_allclose(g, -1 + 3.0 * (z + 1), rtol=1e-6)
+
+
+def test_presets_and_validation():
+    c = DDPMConfig()
+    assert (c.loss, c.huber_delta, c.dropout) == ("huber", 1.0, 0.0)
+    t = ddpm_train_config(steps=10)
+    assert (t.lr, t.ema_decay, t.grad_clip, t.batch_size) == (5e-5, 0.995, None, 128)
+    assert ddpm_train_config(steps=10, lr=1e-3).lr == 1e-3
+    with pytest.raises(ValueError, match="loss"):
+        DDPMConfig(loss="l1")
+    with pytest.raises(ValueError, match="dropout"):
+        DDPMConfig(dropout=1.0)
+    with pytest.raises(KeyError, match="redshift"):
+        ddpm_loss(lambda *a, **k: None, SCHED)(None, {"image": jnp.zeros((2, 4, 4, 1))}, None)
+
+
+# ----------------------------------------------------------------------------- learning
+
+PAT_A = np.where(np.arange(8)[None, :] < 4, 1.0, -1.0) * np.ones((8, 1))  # left half bright
+PAT_B = np.where((np.arange(8)[:, None] + np.arange(8)[None, :]) % 2 == 0, 1.0, -1.0)  # checker
+Z_A, Z_B = 0.5, 3.0
+
+
+def _mlp_init(key, hidden=256):
+    sizes = [64 + 16 + 16, hidden, hidden, 64]
+    keys = jax.random.split(key, len(sizes) - 1)
+    return [
+        {
+            "w": jax.random.normal(k, (a, b)) * (1.0 / math.sqrt(a)) * (0.0 if b == 64 else 1.0),
+            "b": jnp.zeros(b),
+        }
+        for k, a, b in zip(keys, sizes[:-1], sizes[1:], strict=True)
+    ]
+
+
+def _mlp_apply(params, x, t, r=None, w=None, z=None, drop=None):
+    """A tiny MLP predicting v = α ε - σ x0, returned as ε = α v + σ x_t (well conditioned)."""
+    b = x.shape[0]
+    freqs = jnp.exp(jnp.linspace(0.0, math.log(200.0), 8))
+    temb = jnp.concatenate([jnp.sin(t[:, None] * freqs), jnp.cos(t[:, None] * freqs)], -1)
+    zf = jnp.linspace(0.5, 4.0, 8)
+    zemb = jnp.concatenate([jnp.sin(z[:, None] * zf), jnp.cos(z[:, None] * zf)], -1)
+    h = jnp.concatenate([x.reshape(b, -1), temb, zemb], -1)
+    for i, layer in enumerate(params):
+        h = h @ layer["w"] + layer["b"]
+        if i < len(params) - 1:
+            h = jax.nn.silu(h)
+    s = (slice(None), None, None, None)
+    return SCHED.alpha(t)[s] * h.reshape(x.shape) + SCHED.sigma(t)[s] * x
+
+
+def test_tiny_ddpm_learns_the_pattern_selected_by_redshift(tmp_path):
+    """Train ~400 steps; DDIM-20 must produce pattern A at z=0.5 and B at z=3.0, every sample."""
+    bs = 64
+
+    def batches_fn(start):
+        for i in range(start, 10**9):
+            rng = np.random.default_rng([0, i])
+            which = rng.integers(0, 2, bs)
+            img = np.where(which[:, None, None], PAT_B, PAT_A)[..., None].astype(np.float32)
+            z = np.where(which, Z_B, Z_A).astype(np.float32)
+            yield {"image": img, "redshift": z}
+
+    loss_fn = ddpm_loss(_mlp_apply, SCHED, DDPMConfig(loss="huber", label_smoothing=0.05))
+    config = TrainConfig(
+        steps=400,
+        batch_size=bs,
+        lr=2e-3,
+        ema_decay=0.98,
+        checkpoint_every=400,
+        log_every=100,
+        progress=False,
+        seed=0,
+    )
+    state = train(loss_fn, _mlp_init(jax.random.key(0)), batches_fn, config, tmp_path)
+
+    n = 16
+    z = jnp.array([Z_A] * n + [Z_B] * n, jnp.float32)
+    model_fn = ddpm_model_fn(_mlp_apply, state.ema_params, z)
+    noise = jax.random.normal(jax.random.key(7), (2 * n, 8, 8, 1))
+    x = np.asarray(
+        jax.jit(lambda e: sample(model_fn, e, schedule=SCHED, method="ddim", num_steps=20))(noise)
+    )[..., 0]
+    err_a = ((x - PAT_A) ** 2).mean(axis=(1, 2))
+    err_b = ((x - PAT_B) ** 2).mean(axis=(1, 2))
+    agree_a = (np.sign(x[:n]) == PAT_A).mean(axis=(1, 2))
+    agree_b = (np.sign(x[n:]) == PAT_B).mean(axis=(1, 2))
+    assert (agree_a >= 0.95).all() and (agree_b >= 0.95).all(), (agree_a, agree_b)
+    assert (err_a[:n] < 0.25).all() and (err_b[n:] < 0.25).all(), (err_a, err_b)
+    assert (err_b[:n] > 1.0).all() and (err_a[n:] > 1.0).all(), (err_a, err_b)
