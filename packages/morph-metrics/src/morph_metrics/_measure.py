@@ -115,16 +115,23 @@ def _central_label(segm: np.ndarray) -> int:
     return int(segm[yy[i], xx[i]])
 
 
-def _segment(det: np.ndarray, threshold: float, n_pixels: int, deblend: bool) -> np.ndarray | None:
-    """photutils detection (+ optional deblending) -> int label array, or None if nothing found."""
+def _segment(det: np.ndarray, threshold: float, n_pixels: int) -> tuple[np.ndarray | None, int]:
+    """photutils detection, then deblending of the central segment only.
+
+    Returns ``(labels, central label)``; ``(None, 0)`` if nothing is detected. Only the segment
+    containing (or nearest to) the stamp centre is deblended: the other segments are only masked,
+    and skipping them makes detection several times faster.
+    """
     from photutils.segmentation import deblend_sources, detect_sources
 
     segm = detect_sources(det, threshold, n_pixels)
     if segm is None:
-        return None
-    if deblend and segm.n_labels >= 1:
-        segm = deblend_sources(det, segm, n_pixels, progress_bar=False)
-    return segm.data
+        return None, 0
+    lab = _central_label(segm.data)
+    if lab == 0:
+        return segm.data, 0
+    segm = deblend_sources(det, segm, n_pixels, labels=[lab], progress_bar=False)
+    return segm.data, _central_label(segm.data)
 
 
 def _second_moments(img: np.ndarray, mask: np.ndarray) -> tuple[float, ...]:
@@ -166,8 +173,7 @@ def _measure_paper(img: np.ndarray, p: _Params) -> tuple[dict[str, float], int]:
     if mean_snr < p.min_mean_snr:
         return out, int(Flag.LOW_SIGNAL)
     det = ndimage.convolve(sub, _SEP_FILTER, mode="constant")
-    segm = _segment(det, p.n_sigma * rms, p.n_pixels, deblend=True)
-    lab = 0 if segm is None else _central_label(segm)
+    segm, lab = _segment(det, p.n_sigma * rms, p.n_pixels)
     if lab == 0:
         return out, int(Flag.NO_DETECTION)
     seg = segm == lab
@@ -255,8 +261,7 @@ def _measure_statmorph(img: np.ndarray, p: _Params) -> tuple[dict[str, float], i
     out: dict[str, float] = {}
     if not drms > 0:
         return out, int(Flag.NO_DETECTION)
-    segm = _segment(det - dbkg, p.n_sigma * drms, p.n_pixels, deblend=True)
-    lab = 0 if segm is None else _central_label(segm)
+    segm, lab = _segment(det - dbkg, p.n_sigma * drms, p.n_pixels)
     if lab == 0:
         return out, int(Flag.NO_DETECTION)
     seg = segm == lab
