@@ -1,3 +1,30 @@
-"""ode-samplers (under construction)."""
+"""ode-samplers: diffusion and flow samplers in JAX for any model_fn(x, t).
+
+    from ode_samplers import VPSchedule, FlowSchedule, sample, guided
+    sched = VPSchedule.linear(beta_start=1e-4, beta_end=0.02, num_train_steps=1000)
+    x0 = sample(model_fn, noise, schedule=sched, method="dpmpp_2m", num_steps=30)
+
+Time t in [0, 1]: t = 0 data, t = 1 noise; a discrete timestep n is t = (n + 1) / N.
+"""
+
+from ._exact import GaussianData, GaussianMixture1D
+from ._grid import SPACINGS, time_grid
+from ._guidance import guided
+from ._samplers import METHODS, PREDICTIONS, nfe, sample
+from ._schedules import FlowSchedule, VPSchedule
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "METHODS",
+    "PREDICTIONS",
+    "SPACINGS",
+    "FlowSchedule",
+    "GaussianData",
+    "GaussianMixture1D",
+    "VPSchedule",
+    "guided",
+    "nfe",
+    "sample",
+    "time_grid",
+]

@@ -1,0 +1,81 @@
+"""Order of accuracy on exact-score problems: error vs NFE in {10, 20, 40, 80} (float64)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from ode_samplers import FlowSchedule, GaussianData, GaussianMixture1D, VPSchedule, sample
+
+NFES = (10, 20, 40, 80)
+# (method, kwargs, minimum fitted slope of log(error) vs log(NFE), spacing)
+CASES = [
+    ("ddim", {}, 0.9, "quadratic"),
+    ("euler", {}, 0.9, "quadratic"),
+    ("deis", {"order": 1}, 0.9, "quadratic"),
+    ("dpmpp_2m", {}, 1.7, "quadratic"),
+    ("dpmpp_2s", {}, 1.7, "quadratic"),
+    ("deis", {"order": 2}, 1.7, "quadratic"),
+    ("heun", {}, 1.7, "quadratic"),
+    ("deis", {"order": 3}, 2.5, "time_uniform"),
+]
+FIRST_ORDER = {"ddim", "euler"}
+
+
+def _slope(nfes, errs):
+    return -np.polyfit(np.log(nfes), np.log(errs), 1)[0]
+
+
+def _errors(problem, schedule, noise, method, kwargs, spacing, prediction):
+    """Final error of the default grid (t_max -> t_min, then denoise) vs the exact solution."""
+    model_fn = problem.model_fn(schedule, prediction)
+    t_min = schedule.t_min
+    x_tmin = problem.ode_solution(noise, schedule.t_max, t_min, schedule)
+    reference = problem.x0(x_tmin, jnp.full(noise.shape[:1], t_min), schedule)
+    nfes, errs = [], []
+    for n in NFES:
+        steps = (n + 1) // 2 if method in ("heun", "dpmpp_2s") else n
+        x, nfe = sample(model_fn, noise, schedule=schedule, method=method, num_steps=steps,
+                        prediction=prediction, spacing=spacing, return_nfe=True, **kwargs)  # fmt: skip
+        nfes.append(nfe)
+        errs.append(float(jnp.max(jnp.abs(x - reference))))
+    return nfes, errs
+
+
+@pytest.mark.parametrize(("method", "kwargs", "min_slope", "spacing"), CASES)
+@pytest.mark.parametrize("problem_name", ["gaussian", "mixture"])
+def test_vp_convergence_order(method, kwargs, min_slope, spacing, problem_name):
+    with jax.enable_x64(True):
+        schedule = VPSchedule.linear()
+        if problem_name == "gaussian":
+            problem = GaussianData(0.3, 0.5)
+            noise = jax.random.normal(jax.random.key(0), (16, 3), jnp.float64)
+        else:
+            problem = GaussianMixture1D()
+            noise = jnp.linspace(-2.5, 2.5, 24, dtype=jnp.float64)[:, None]
+        nfes, errs = _errors(problem, schedule, noise, method, kwargs, spacing, "eps")
+    slope = _slope(nfes, errs)
+    assert slope >= min_slope, (method, kwargs, nfes, errs, slope)
+    if min_slope < 1.5:  # first-order methods must not look better than first order either
+        assert slope <= 1.3, (method, nfes, errs, slope)
+    assert errs[-1] < 0.05
+
+
+@pytest.mark.parametrize(("method", "min_slope"), [("euler", 0.9), ("heun", 1.7)])
+@pytest.mark.parametrize("prediction", ["flow", "x0"])
+def test_flow_path_convergence_order(method, min_slope, prediction):
+    """Euler/Heun on the rectified path with the exact Gaussian velocity, t from 1 to 0."""
+    with jax.enable_x64(True):
+        schedule = FlowSchedule()
+        problem = GaussianData(0.3, 0.5)
+        noise = jax.random.normal(jax.random.key(1), (16, 3), jnp.float64)
+        model_fn = problem.model_fn(schedule, prediction)
+        reference = problem.ode_solution(noise, 1.0, 0.0, schedule)
+        nfes, errs = [], []
+        for n in NFES:
+            steps = (n + 1) // 2 if method == "heun" else n
+            x, nfe = sample(model_fn, noise, schedule=schedule, method=method, num_steps=steps,
+                            prediction=prediction, return_nfe=True)  # fmt: skip
+            nfes.append(nfe)
+            errs.append(float(jnp.max(jnp.abs(x - reference))))
+    slope = _slope(nfes, errs)
+    assert slope >= min_slope, (method, nfes, errs, slope)
