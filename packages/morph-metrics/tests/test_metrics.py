@@ -138,3 +138,27 @@ def test_format_value_matches_paper_table(value, err, kw, text):
 def test_format_table_rows():
     t = format_table({"DDPM": {"SMA": (0.249, 0.25, 0.040)}}, ["SMA", "SI"])
     assert t.splitlines()[2] == "| DDPM | 0.249(40) |  |"
+
+
+def test_compare_drops_flagged_rows_and_matches_bcd_and_jsd():
+    from morph_metrics import compare, jsd_bootstrap
+
+    rng = np.random.default_rng(5)
+    n = 200
+    z = rng.uniform(0, 4, n)
+    ref = {"ellipticity": rng.uniform(0, 1, n), "flag": np.zeros(n, np.int32)}
+    gen = {"ellipticity": rng.uniform(0, 0.8, n), "flag": np.zeros(n, np.int32)}
+    gen["flag"][:10] = 8
+    gen["ellipticity"][:10] = 50.0  # would dominate the BCD if the flagged rows were kept
+    out = compare(ref, gen, z, statistics=("ellipticity",), n_boot=20, seed=3)
+    g = gen["ellipticity"].copy()
+    g[:10] = np.nan
+    assert out["bcd"]["ellipticity"] == bcd(z, ref["ellipticity"], g, n_boot=20, seed=3)
+    obs, mean, std = out["jsd"]["ellipticity"]
+    p, q, _ = histograms(ref["ellipticity"], g, statistic="ellipticity")
+    assert obs == pytest.approx(jsd(p, q)) and std > 0
+    assert jsd_bootstrap(ref["ellipticity"], g, "ellipticity", n_boot=20, seed=3) == (
+        obs,
+        mean,
+        std,
+    )
