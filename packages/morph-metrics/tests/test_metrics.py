@@ -162,3 +162,16 @@ def test_compare_drops_flagged_rows_and_matches_bcd_and_jsd():
         mean,
         std,
     )
+
+
+def test_compare_with_every_generated_stamp_flagged_gives_nan_not_an_error():
+    from morph_metrics import compare
+
+    rng = np.random.default_rng(1)
+    n = 50
+    z = rng.uniform(0, 4, n)
+    ref = {"ellipticity": rng.uniform(0, 1, n), "flag": np.zeros(n, np.int32)}
+    gen = {"ellipticity": np.full(n, np.nan), "flag": np.full(n, 4, np.int32)}
+    out = compare(ref, gen, z, statistics=("ellipticity",), n_boot=10, seed=0)
+    assert np.all(np.isnan(out["jsd"]["ellipticity"]))
+    assert np.all(np.isnan(out["bcd"]["ellipticity"]))

@@ -201,11 +201,14 @@ def jsd_bootstrap(
     """JSD (bits) of two samples on shared edges, with a bootstrap error.
 
     Each replicate resamples ``ref`` and ``gen`` independently with replacement (after dropping
-    non-finite values). Returns ``(observed, bootstrap mean, bootstrap std (ddof=1))``.
+    non-finite values). Returns ``(observed, bootstrap mean, bootstrap std (ddof=1))``, or
+    all-NaN when either sample has no finite value (e.g. every generated stamp was flagged).
     """
     r = np.asarray(ref, dtype=np.float64).ravel()
     g = np.asarray(gen, dtype=np.float64).ravel()
     r, g = r[np.isfinite(r)], g[np.isfinite(g)]
+    if r.size == 0 or g.size == 0:
+        return np.nan, np.nan, np.nan
     p, q, edges = histograms(r, g, statistic, edges, out_of_range)
     observed = jsd(p, q, eps)
     if n_boot == 0:
