@@ -39,9 +39,11 @@ def run(tmp_path, name="run", poison=None, **kw):
 def test_step_matches_plain_optax_loop(tmp_path):
     """The jit step equals an independent optax loop with keys fold_in(key(seed), step)."""
     config = cfg(steps=6, optimizer="adamw", weight_decay=0.1, grad_clip=1.0, seed=3)
-    state = train(dc_toy.loss_fn, dc_toy.init_params(), dc_toy.batches_fn(), config, tmp_path)
+    params = jax.device_put(dc_toy.init_params())
+    state = train(dc_toy.loss_fn, params, dc_toy.batches_fn(), config, tmp_path)
+    # the caller's arrays survive (the engine donates only its own copies)
+    assert all(not x.is_deleted() for x in jax.tree.leaves(params))
     tx = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(1e-2, weight_decay=0.1))
-    params = dc_toy.init_params()
     opt = tx.init(params)
     base = jax.random.key(3)
     grad = jax.jit(jax.grad(lambda p, b, k: dc_toy.loss_fn(p, b, k)[0]))

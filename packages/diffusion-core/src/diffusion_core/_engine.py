@@ -215,11 +215,12 @@ def train(
     data_sharding = NamedSharding(mesh, PartitionSpec("data"))
     tx = make_optimizer(config)
 
-    params = jax.device_put(params, repl)
+    # Fresh buffers (may_alias=False): the step donates its carry, the caller keeps `params`.
+    params = jax.device_put(params, repl, may_alias=False)
     carry = {
         "params": params,
-        "ema_params": jax.tree.map(jnp.copy, params),
-        "opt_state": jax.device_put(tx.init(params), repl),
+        "ema_params": jax.device_put(params, repl, may_alias=False),
+        "opt_state": jax.device_put(tx.init(params), repl, may_alias=False),
         "step": jax.device_put(jnp.int32(0), repl),
         "key": jax.device_put(jax.random.key_data(jax.random.key(config.seed)), repl),
         "skipped": jax.device_put(jnp.int32(0), repl),
