@@ -23,25 +23,19 @@ def _uncond_perturbed(scale):
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_guidance_term_vanishes_at_w1_and_acts_above(variant):
     """v_uncond only enters through (1 - 1/w)(v_cond - v_uncond): at w = 1 changing the
-    unconditional branch leaves loss and gradient unchanged; at w = 3 it changes them."""
+    unconditional branch leaves the loss unchanged; at w = 3 it changes it."""
     params = mlp_init(jax.random.key(0))
     batch = toy_batch(np.random.default_rng(0), 64)
     key = jax.random.key(1)
 
-    def run(w, scale):
+    for w, changes in ((1.0, False), (3.0, True)):
         cfg = PMFConfig(variant=variant, w_dist="fixed", w_max=w, dropout=0.0)
-        return jax.jit(jax.value_and_grad(pmf_loss(_uncond_perturbed(scale), cfg), has_aux=True))(
-            params, batch, key
-        )
-
-    (l0, _), g0 = run(1.0, 0.0)
-    (l1, _), g1 = run(1.0, 5.0)
-    np.testing.assert_allclose(l0, l1, rtol=1e-6)
-    for a, b in zip(jax.tree.leaves(g0), jax.tree.leaves(g1)):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-    (l3a, _), _ = run(3.0, 0.0)
-    (l3b, _), _ = run(3.0, 5.0)
-    assert abs(float(l3a) - float(l3b)) > 1e-2 * float(l3a)
+        run = jax.jit(lambda s, cfg=cfg: pmf_loss(_uncond_perturbed(s), cfg)(params, batch, key)[0])
+        l0, l1 = float(run(0.0)), float(run(5.0))
+        if changes:
+            assert abs(l0 - l1) > 1e-2 * l0
+        else:
+            np.testing.assert_allclose(l0, l1, rtol=1e-6)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

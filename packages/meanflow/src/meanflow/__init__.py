@@ -9,7 +9,6 @@ from meanflow._config import PMFConfig
 from meanflow._objective import (
     average_velocity,
     flow_matching_loss,
-    guidance_input,
     meanflow_target,
     pmf_loss,
     sample_guidance_scale,
@@ -24,7 +23,6 @@ __all__ = [
     "PMFConfig",
     "average_velocity",
     "flow_matching_loss",
-    "guidance_input",
     "meanflow_target",
     "pmf_loss",
     "sample",

@@ -30,8 +30,10 @@ class PMFConfig:
         adaptive_eps: the constant of the adaptive weight.
         label_smoothing: redshift noise σ (``z + σ N(0,1)`` clamped to ``[0, 4]``); 0 = off ("NLS").
         variant: ``"algorithm1"`` (thesis Algorithm 1) or ``"official"`` (the public pixel-MeanFlow
-            code: guidance and JVP tangent from the network's instantaneous velocity at ``r = t``,
-            ω fed to the network as ``1 - 1/ω``, dropout on the ``r = t`` rows).
+            code: guidance velocities and the JVP tangent from the network's instantaneous velocity
+            at ``r = t``, the unconditional one at ω = 1, target ``(z_t - x)/max(t, t_min)``,
+            dropout on the ``r = t`` rows). Either way ``w`` reaches the backbone as the scale;
+            gen_backbones embeds it as ``1 - 1/w`` like the official code.
     """
 
     t_min: float = 0.05

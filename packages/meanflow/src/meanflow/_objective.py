@@ -40,12 +40,6 @@ def velocity_from_x(z: Array, x_pred: Array, t: Array, t_min: float = 0.05) -> A
     return (z - x_pred) / _col(jnp.maximum(t, t_min), z)
 
 
-def guidance_input(w: Array, variant: str) -> Array:
-    """What the network receives for guidance scale ``w``: ``w`` itself (Algorithm 1) or
-    ``1 - 1/w`` (the official pMF embedding)."""
-    return 1.0 - 1.0 / w if variant == "official" else w
-
-
 def average_velocity(
     apply: ApplyFn,
     params: Any,
@@ -60,7 +54,8 @@ def average_velocity(
 ) -> Array:
     """``u_θ(z, r, t) = (z - X_θ(z, t, r, w, redshift, drop)) / max(t, t_min)``, ``(B, H, W, C)``.
 
-    ``w`` is passed to ``apply`` unchanged (apply :func:`guidance_input` first if needed)."""
+    ``w`` is the guidance scale (>= 1); how it is embedded is the backbone's business
+    (gen_backbones embeds ``1 - 1/w``, as the official pMF code does)."""
     x_pred = apply(params, z, t, r=r, w=w, z=redshift, drop=drop)
     return velocity_from_x(z, x_pred, t, t_min)
 
@@ -153,24 +148,23 @@ def pmf_loss(
         if config.label_smoothing > 0:
             c = smooth_redshift(k_ls, c, config.label_smoothing)
         z_t = _col(1.0 - t, x) * x + _col(t, x) * eps
-        w_in = guidance_input(w, config.variant)
         all_drop = jnp.ones((bsz,), bool)
         no_drop = jnp.zeros((bsz,), bool)
         gscale = _col(1.0 - 1.0 / w, x)
 
         def u_fn(z, tt, rr):  # h = t - r and 1/t are formed in here (by apply and velocity_from_x)
-            return average_velocity(apply, params, z, tt, rr, w_in, c, drop, t_min=t_min)
+            return average_velocity(apply, params, z, tt, rr, w, c, drop, t_min=t_min)
 
         if config.variant == "algorithm1":
             v_fm = eps - x
             v_cond = sg(u_fn(z_t, t, r))
-            v_unc = sg(average_velocity(apply, params, z_t, t, r, w_in, c, all_drop, t_min=t_min))
+            v_unc = sg(average_velocity(apply, params, z_t, t, r, w, c, all_drop, t_min=t_min))
             v_g = v_fm + gscale * (v_cond - v_unc)
             tangent = v_cond
         else:
             v_fm = (z_t - x) / _col(jnp.maximum(t, t_min), x)
-            v_c = sg(average_velocity(apply, params, z_t, t, t, w_in, c, no_drop, t_min=t_min))
-            w1 = guidance_input(jnp.ones_like(w), "official")
+            v_c = sg(average_velocity(apply, params, z_t, t, t, w, c, no_drop, t_min=t_min))
+            w1 = jnp.ones_like(w)  # the official code evaluates v_uncond unguided (ω = 1)
             v_u = sg(average_velocity(apply, params, z_t, t, t, w1, c, all_drop, t_min=t_min))
             v_g = v_fm + gscale * (v_c - v_u)
             tangent = v_c

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from meanflow._config import PMFConfig
-from meanflow._objective import ApplyFn, average_velocity, guidance_input
+from meanflow._objective import ApplyFn, average_velocity
 
 Array = jax.Array
 
@@ -22,16 +22,15 @@ def time_grid_uniform(num_steps: int) -> Array:
     return jnp.linspace(1.0, 0.0, num_steps + 1, dtype=jnp.float32)
 
 
-@functools.partial(jax.jit, static_argnames=("apply", "variant", "t_min"))
-def _run(apply, params, noise, redshift, drop, w_in, grid, *, variant, t_min):
-    del variant  # part of the cache key only (w_in is already embedded)
+@functools.partial(jax.jit, static_argnames=("apply", "t_min"))
+def _run(apply, params, noise, redshift, drop, w, grid, *, t_min):
     bsz = noise.shape[0]
 
     def step(z, tr):
         t_i, t_next = tr
         t = jnp.full((bsz,), t_i)
         r = jnp.full((bsz,), t_next)
-        u = average_velocity(apply, params, z, t, r, w_in, redshift, drop, t_min=t_min)
+        u = average_velocity(apply, params, z, t, r, w, redshift, drop, t_min=t_min)
         return z - (t_i - t_next) * u, None
 
     z, _ = jax.lax.scan(step, noise, (grid[:-1], grid[1:]))
@@ -66,8 +65,8 @@ def sample(
         num_steps: number of steps ``K`` on the uniform grid (ignored if ``time_grid`` given).
         time_grid: optional decreasing ``(K + 1,)`` grid from 1 to 0.
         return_nfe: also return the number of network evaluations (= K).
-        config: the training :class:`PMFConfig` (its ``variant`` sets how ``w`` is fed to the
-            network and ``t_min`` the clip of ``1/t``); default ``PMFConfig()``.
+        config: the training :class:`PMFConfig` (its ``t_min`` clips ``1/t``); default
+            ``PMFConfig()``. Both variants sample the same way.
 
     Returns:
         ``x`` ``(B, H, W, C)`` float32, and the NFE if ``return_nfe``.
@@ -93,9 +92,6 @@ def sample(
             raise ValueError(f"sample: redshift must be ({bsz},) like noise, got {redshift.shape}")
         drop = jnp.zeros((bsz,), bool)
     w = jnp.broadcast_to(jnp.asarray(guidance, jnp.float32), (bsz,))
-    w_in = guidance_input(w, config.variant)
-    x = _run(
-        apply, params, noise, redshift, drop, w_in, grid, variant=config.variant, t_min=config.t_min
-    )
+    x = _run(apply, params, noise, redshift, drop, w, grid, t_min=config.t_min)
     nfe = int(grid.shape[0]) - 1
     return (x, nfe) if return_nfe else x
