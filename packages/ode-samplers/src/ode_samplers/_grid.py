@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 SPACINGS = ("time_uniform", "log_snr", "quadratic", "trailing", "leading")
-
-
-def _grid_dtype():
-    return jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
 
 
 def time_grid(
@@ -68,15 +62,13 @@ def time_grid(
     elif spacing == "quadratic":
         t = t_min + (t_max - t_min) * (1.0 - u) ** 2
     else:  # log_snr
-        with jax.ensure_compile_time_eval():
-            lam_ends = np.asarray(schedule.log_snr(jnp.asarray([t_max, t_min], _grid_dtype())))
-            if not np.all(np.isfinite(lam_ends)):
-                raise ValueError(
-                    f"time_grid: spacing='log_snr' needs finite log-SNR at t_max={t_max} and "
-                    f"t_min={t_min} for {schedule!r}; pick t_max < 1 / t_min > 0 or another spacing"
-                )
-            lam = lam_ends[0] + (lam_ends[1] - lam_ends[0]) * u
-            t = np.array(schedule.t_from_log_snr(jnp.asarray(lam, _grid_dtype())), np.float64)
+        lam_ends = schedule.numpy(np.array([t_max, t_min]))["log_snr"]
+        if not np.all(np.isfinite(lam_ends)):
+            raise ValueError(
+                f"time_grid: spacing='log_snr' needs finite log-SNR at t_max={t_max} and "
+                f"t_min={t_min} for {schedule!r}; pick t_max < 1 / t_min > 0 or another spacing"
+            )
+        t = np.array(schedule._t_from_log_snr(lam_ends[0] + (lam_ends[1] - lam_ends[0]) * u, np))
         t[0] = t_max
         t[-1] = t_min if n_pts > 1 else t_max
     if append_zero:

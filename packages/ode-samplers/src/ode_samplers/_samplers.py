@@ -49,14 +49,10 @@ class _Points:
 
     def __init__(self, schedule, times, dtype):
         self.t_model = np.asarray(times, np.float64).astype(dtype)
-        t = jnp.asarray(self.t_model)
-        self.a = np.asarray(schedule.alpha(t), np.float64)
-        self.s = np.asarray(schedule.sigma(t), np.float64)
-        ad, sd = schedule.alpha_sigma_dot(t)
-        self.ad = np.asarray(ad, np.float64)
-        self.sd = np.asarray(sd, np.float64)
-        with np.errstate(divide="ignore"):
-            self.lam = 2.0 * (np.log(self.a) - np.log(self.s))
+        with np.errstate(invalid="ignore", divide="ignore"):  # derivatives at t = 0 are unused
+            v = schedule.numpy(self.t_model.astype(np.float64))
+        self.a, self.s, self.lam = v["alpha"], v["sigma"], v["log_snr"]
+        self.ad, self.sd = v["alpha_dot"], v["sigma_dot"]
 
 
 def _check_finite(name, values, method, what):
@@ -94,7 +90,7 @@ def sample(
 
     - 'ddpm': ancestral sampling; variance 'small' (posterior, beta-tilde) or 'large' (beta).
     - 'ddim': DDIM with `eta` (0 = deterministic PF-ODE, 1 = DDPM 'small').
-    - 'dpmpp_2m': DPM-Solver++(2M), first step first order.
+    - 'dpmpp_2m': DPM-Solver++(2M), first step first order (`order=1`: first-order DPM++).
     - 'dpmpp_2s': DPM-Solver++(2S), intermediate point at lam + r h (2 evaluations per step).
     - 'deis': DEIS Adams-Bashforth of `order` 1, 2 or 3 in rho = sigma/alpha, exact Lagrange
       integrals, lower-order warm-up.
@@ -113,6 +109,8 @@ def sample(
         raise ValueError(f"sample: unknown prediction={prediction!r}; choose one of {PREDICTIONS}")
     if method == "ddpm" and variance not in VARIANCES:
         raise ValueError(f"sample: unknown variance={variance!r}; choose one of {VARIANCES}")
+    if method == "dpmpp_2m" and order not in (1, 2):
+        raise ValueError(f"sample: method='dpmpp_2m' supports order 1 or 2, got order={order!r}")
     if method == "deis" and order not in (1, 2, 3):
         raise ValueError(f"sample: method='deis' supports order 1, 2 or 3, got order={order!r}")
     if method == "dpmpp_2s" and not 0.0 < r < 1.0:
@@ -133,13 +131,12 @@ def sample(
         noise = noise.astype(jnp.float32)
     dtype = noise.dtype if noise.dtype in (jnp.float32, jnp.float64) else jnp.dtype(jnp.float32)
 
-    with jax.ensure_compile_time_eval():
-        grid = time_grid(schedule, num_steps, spacing, t_max, t_min, final_denoise)
-        p = _Points(schedule, grid, dtype)
-        k_steps = len(grid) - 1
-        denoise_last = bool(grid[-1] == 0.0)
-        n_reg = k_steps - 1 if denoise_last else k_steps
-        xs = _coefficients(schedule, method, p, n_reg, dtype, eta, variance, order, r)
+    grid = time_grid(schedule, num_steps, spacing, t_max, t_min, final_denoise)
+    p = _Points(schedule, grid, dtype)
+    k_steps = len(grid) - 1
+    denoise_last = bool(grid[-1] == 0.0)
+    n_reg = k_steps - 1 if denoise_last else k_steps
+    xs = _coefficients(schedule, method, p, n_reg, dtype, eta, variance, order, r)
 
     def evaluate(x, t, a, s, ad, sd):
         tb = jnp.full((x.shape[0],), t, dtype)
@@ -193,27 +190,30 @@ def _coefficients(schedule, method, p, n, dtype, eta, variance, order, r):
         h = p.lam[i1] - p.lam[i0]
         h_prev = np.concatenate([[np.inf], h[:-1]])
         with np.errstate(invalid="ignore"):
-            d = np.where(np.isfinite(h_prev), h / (2.0 * h_prev), 0.0)
+            d = np.where(np.isfinite(h_prev) & (order == 2), h / (2.0 * h_prev), 0.0)
         xs.update(A=s1 / s0, B=a1 - a0 * s1 / s0, D=d)
     elif method == "dpmpp_2s":
         _check_finite("log-SNR", p.lam[: n + 1], method, "log-SNR")
         h = p.lam[i1] - p.lam[i0]
         lam_mid = p.lam[i0] + r * h
-        grid_mid = np.asarray(schedule.t_from_log_snr(jnp.asarray(lam_mid, dtype)), np.float64)
+        grid_mid = schedule._t_from_log_snr(lam_mid, np)
         m = _Points(schedule, grid_mid, dtype)
-        r_actual = (m.lam - p.lam[i0]) / h
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r_actual = (m.lam - p.lam[i0]) / h
         xs.update(
             tm=m.t_model, am=m.a, sm=m.s, adm=m.ad, sdm=m.sd,
             Am=m.s / s0, Bm=m.a - a0 * m.s / s0,
             A=s1 / s0, B=a1 - a0 * s1 / s0, C=1.0 / (2.0 * r_actual),
         )  # fmt: skip
     elif method == "deis":
-        rho = p.s[: n + 1] / p.a[: n + 1]
+        with np.errstate(divide="ignore"):
+            rho = p.s[: n + 1] / p.a[: n + 1]
         _check_finite("rho = sigma/alpha", rho, method, "sigma/alpha")
         xs.update(a1=a1, **_ab_coefficients(rho, order))
     elif method in ("euler", "heun"):
         if schedule.ode_space == "rho":
-            u = p.s / p.a
+            with np.errstate(divide="ignore"):
+                u = p.s / p.a
             _check_finite("rho = sigma/alpha", u[: n + 1], method, "sigma/alpha")
             m = p.a
         else:

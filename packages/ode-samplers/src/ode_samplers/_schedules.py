@@ -24,7 +24,8 @@ def _as_time(t) -> Array:
 
 
 class _Schedule:
-    """Common interface; subclasses implement `log_snr` and `t_from_log_snr`."""
+    """Common interface. Subclasses implement `_log_snr`, `_t_from_log_snr`, `_dlog_snr_dt` for
+    an array namespace `xp` (jax.numpy for the public methods, NumPy float64 for sampler grids)."""
 
     #: variable in which 'euler'/'heun' integrate: 'rho' (x/alpha vs sigma/alpha) or 't'.
     ode_space: str = "rho"
@@ -33,25 +34,43 @@ class _Schedule:
     t_min: float = 0.0
     num_train_steps: int | None = None
 
-    def log_snr(self, t) -> Array:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def log_snr(self, t) -> Array:
+        """lambda(t) = log(alpha(t)^2 / sigma(t)^2), decreasing in t."""
+        return self._log_snr(_as_time(t), jnp)
 
-    def t_from_log_snr(self, lam) -> Array:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def t_from_log_snr(self, lam) -> Array:
+        """Inverse of `log_snr`."""
+        return self._t_from_log_snr(_as_time(lam), jnp)
 
     def alpha(self, t) -> Array:
-        """Signal scale alpha(t) = sqrt(sigmoid(lambda(t)))."""
-        return jnp.exp(0.5 * jax.nn.log_sigmoid(self.log_snr(t)))
+        """Signal scale alpha(t)."""
+        return self._alpha_sigma(_as_time(t), jnp)[0]
 
     def sigma(self, t) -> Array:
-        """Noise scale sigma(t) = sqrt(sigmoid(-lambda(t)))."""
-        return jnp.exp(0.5 * jax.nn.log_sigmoid(-self.log_snr(t)))
+        """Noise scale sigma(t)."""
+        return self._alpha_sigma(_as_time(t), jnp)[1]
 
     def alpha_sigma_dot(self, t) -> tuple[Array, Array]:
-        """(d alpha/dt, d sigma/dt) at t, by forward-mode autodiff of `alpha`, `sigma`."""
-        t = _as_time(t)
-        _, (da, ds) = jax.jvp(lambda u: (self.alpha(u), self.sigma(u)), (t,), (jnp.ones_like(t),))
-        return da, ds
+        """(d alpha/dt, d sigma/dt) at t."""
+        return self._alpha_sigma_dot(_as_time(t), jnp)
+
+    # Variance-preserving defaults: alpha = sqrt(sigmoid(lambda)), sigma = sqrt(sigmoid(-lambda)).
+    def _alpha_sigma(self, t, xp):
+        lam = self._log_snr(t, xp)
+        return xp.exp(-0.5 * xp.logaddexp(0.0, -lam)), xp.exp(-0.5 * xp.logaddexp(0.0, lam))
+
+    def _alpha_sigma_dot(self, t, xp):
+        a, s = self._alpha_sigma(t, xp)
+        dlam = self._dlog_snr_dt(t, xp)
+        return 0.5 * a * s**2 * dlam, -0.5 * s * a**2 * dlam
+
+    def numpy(self, t) -> dict:
+        """alpha, sigma, log_snr, alpha_dot, sigma_dot at t as float64 NumPy arrays."""
+        t = np.asarray(t, np.float64)
+        a, s = self._alpha_sigma(t, np)
+        ad, sd = self._alpha_sigma_dot(t, np)
+        return {"alpha": a, "sigma": s, "log_snr": self._log_snr(t, np), "alpha_dot": ad,
+                "sigma_dot": sd}  # fmt: skip
 
 
 class VPSchedule(_Schedule):
@@ -105,30 +124,41 @@ class VPSchedule(_Schedule):
     def __repr__(self) -> str:
         return f"VPSchedule(num_train_steps={self.num_train_steps})"
 
-    def log_snr(self, t) -> Array:
-        """lambda(t) = log(alpha^2/sigma^2); +inf at t = 0. t in [0, 1] (clipped)."""
-        t = _as_time(t)
+    def _index(self, t, xp):
         n = self.num_train_steps
-        lam = jnp.asarray(self._lam, t.dtype)
-        idx = jnp.clip(t, 0.0, 1.0) * n - 1.0
-        i0 = jnp.clip(jnp.floor(idx), 0, n - 2).astype(jnp.int32)
+        idx = xp.clip(t, 0.0, 1.0) * n - 1.0
+        i0 = xp.clip(xp.floor(idx), 0, n - 2).astype(xp.int32)
+        return idx, i0
+
+    def _log_snr(self, t, xp):
+        """+inf at t = 0; linear in t between t = (n+1)/N points; log(alphabar) linear on [0, 1/N]."""
+        n = self.num_train_steps
+        lam = xp.asarray(self._lam, t.dtype)
+        idx, i0 = self._index(t, xp)
         w = idx - i0.astype(t.dtype)
         inner = lam[i0] + w * (lam[i0 + 1] - lam[i0])
-        log_ab = jnp.clip(t, 0.0, None) * n * jnp.asarray(self._log_ab0, t.dtype)
-        first = log_ab - jnp.log(-jnp.expm1(log_ab))
-        return jnp.where(idx >= 0, inner, first)
+        with np.errstate(divide="ignore"):
+            log_ab = xp.clip(t, 0.0, None) * n * self._log_ab0
+            first = log_ab - xp.log(-xp.expm1(log_ab))
+        return xp.where(idx >= 0, inner, first)
 
-    def t_from_log_snr(self, lam) -> Array:
-        """Inverse of `log_snr` (lam above lambda(0+) maps into [0, 1/N], below lambda(1) to 1)."""
-        lam = _as_time(lam)
+    def _dlog_snr_dt(self, t, xp):
         n = self.num_train_steps
-        table = jnp.asarray(self._lam, lam.dtype)
-        j = jnp.searchsorted(-table, -lam, side="left")
-        i0 = jnp.clip(j - 1, 0, n - 2)
+        lam = xp.asarray(self._lam, t.dtype)
+        idx, i0 = self._index(t, xp)
+        with np.errstate(divide="ignore"):
+            first = -n * self._log_ab0 / xp.expm1(xp.clip(t, 0.0, None) * n * self._log_ab0)
+        return xp.where(idx >= 0, (lam[i0 + 1] - lam[i0]) * n, first)
+
+    def _t_from_log_snr(self, lam, xp):
+        n = self.num_train_steps
+        table = xp.asarray(self._lam, lam.dtype)
+        j = xp.searchsorted(-table, -lam, side="left")
+        i0 = xp.clip(j - 1, 0, n - 2)
         w = (lam - table[i0]) / (table[i0 + 1] - table[i0])
-        inner = (i0.astype(lam.dtype) + 1.0 + jnp.clip(w, 0.0, 1.0)) / n
-        first = jax.nn.log_sigmoid(lam) / (n * jnp.asarray(self._log_ab0, lam.dtype))
-        return jnp.where(lam >= table[0], first, inner)
+        inner = (i0.astype(lam.dtype) + 1.0 + xp.clip(w, 0.0, 1.0)) / n
+        first = -xp.logaddexp(0.0, -lam) / (n * self._log_ab0)
+        return xp.where(lam >= table[0], first, inner)
 
 
 class FlowSchedule(_Schedule):
@@ -146,16 +176,16 @@ class FlowSchedule(_Schedule):
     def __repr__(self) -> str:
         return "FlowSchedule()"
 
-    def alpha(self, t) -> Array:
-        return 1.0 - _as_time(t)
+    def _alpha_sigma(self, t, xp):
+        return 1.0 - t, t
 
-    def sigma(self, t) -> Array:
-        return _as_time(t)
+    def _alpha_sigma_dot(self, t, xp):
+        return -xp.ones_like(t), xp.ones_like(t)
 
-    def log_snr(self, t) -> Array:
+    def _log_snr(self, t, xp):
         """lambda(t) = 2 log((1 - t)/t); -inf at t = 1, +inf at t = 0."""
-        t = _as_time(t)
-        return 2.0 * (jnp.log1p(-t) - jnp.log(t))
+        with np.errstate(divide="ignore"):
+            return 2.0 * (xp.log1p(-t) - xp.log(t))
 
-    def t_from_log_snr(self, lam) -> Array:
-        return jax.nn.sigmoid(-0.5 * _as_time(lam))
+    def _t_from_log_snr(self, lam, xp):
+        return 0.5 * (1.0 - xp.tanh(0.25 * lam))  # sigmoid(-lam / 2)
