@@ -1,0 +1,103 @@
+"""Shared building blocks: embeddings, norms, resampling (all channels-last)."""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+
+def sinusoidal(x: jax.Array, dim: int, max_period: float = 10000.0) -> jax.Array:
+    """Sinusoidal embedding ``(B,) -> (B, dim)``: ``[sin(x f_k), cos(x f_k)]``.
+
+    ``f_k = max_period ** (-2k / dim)``, k = 0..dim/2-1 (Lizarraga et al.'s ``pos_encoding``).
+    """
+    if dim % 2:
+        raise ValueError(f"sinusoidal embedding dim must be even, got {dim}")
+    freqs = 1.0 / (max_period ** (np.arange(0, dim, 2, dtype=np.float32) / dim))
+    arg = x.astype(jnp.float32)[:, None] * jnp.asarray(freqs)[None, :]
+    return jnp.concatenate([jnp.sin(arg), jnp.cos(arg)], axis=-1)
+
+
+def num_groups(channels: int, max_groups: int = 32, min_size: int = 4) -> int:
+    """Largest group count <= ``max_groups`` dividing ``channels`` with >= ``min_size`` per group."""
+    g = max(1, min(max_groups, channels // min_size))
+    while channels % g:
+        g -= 1
+    return g
+
+
+def max_pool2(x: jax.Array) -> jax.Array:
+    """2x2 max pooling, ``(B,H,W,C) -> (B,H/2,W/2,C)``."""
+    b, h, w, c = x.shape
+    return x.reshape(b, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
+
+
+def _interp_matrix(n: int) -> np.ndarray:
+    """``(2n, n)`` linear interpolation matrix with ``align_corners=True`` (PyTorch semantics)."""
+    m = 2 * n
+    a = np.zeros((m, n), np.float32)
+    if n == 1:
+        a[:, 0] = 1.0
+        return a
+    pos = np.arange(m) * (n - 1) / (m - 1)
+    lo = np.minimum(np.floor(pos).astype(int), n - 2)
+    frac = pos - lo
+    a[np.arange(m), lo] = 1.0 - frac
+    a[np.arange(m), lo + 1] = frac
+    return a
+
+
+def upsample_bilinear2(x: jax.Array) -> jax.Array:
+    """x2 bilinear upsampling with ``align_corners=True`` (``nn.Upsample`` of the baseline)."""
+    _, h, w, _ = x.shape
+    ah = jnp.asarray(_interp_matrix(h), x.dtype)
+    aw = jnp.asarray(_interp_matrix(w), x.dtype)
+    return jnp.einsum("ih,jw,bhwc->bijc", ah, aw, x)
+
+
+def upsample_nearest2(x: jax.Array) -> jax.Array:
+    """x2 nearest-neighbour upsampling."""
+    return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
+
+
+class SelfAttention(nnx.Module):
+    """Multi-head self-attention over the H*W tokens of a feature map, residual, in XLA.
+
+    Uses ``jax.nn.dot_product_attention(implementation="xla")`` (never cuDNN: it has no
+    forward-mode rule, and the MeanFlow loss differentiates the network with ``jax.jvp``).
+    """
+
+    def __init__(self, channels: int, num_heads: int, *, dtype, rngs: nnx.Rngs):
+        if channels % num_heads:
+            raise ValueError(f"attention: channels {channels} not divisible by heads {num_heads}")
+        self.num_heads = num_heads
+        self.norm = nnx.GroupNorm(channels, num_groups(channels), dtype=dtype, rngs=rngs)
+        self.qkv = nnx.Linear(channels, 3 * channels, dtype=dtype, rngs=rngs)
+        self.proj = nnx.Linear(channels, channels, dtype=dtype, rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        b, h, w, c = x.shape
+        n = self.num_heads
+        qkv = self.qkv(self.norm(x)).reshape(b, h * w, 3, n, c // n)
+        q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+        out = jax.nn.dot_product_attention(q, k, v, implementation="xla")
+        out = self.proj(out.reshape(b, h, w, c))
+        return (x + out) / math.sqrt(2.0)
+
+
+def redshift_embedding(embed, null: nnx.Param, z, drop, batch: int) -> jax.Array:
+    """``embed(z)`` ``(B, D)`` float32, with the learned ``null`` vector where ``drop`` (or z is None).
+
+    ``z`` ``(B,)`` raw redshift or None (= every row unconditional); ``drop`` ``(B,)`` bool or None.
+    """
+    nul = jnp.broadcast_to(null[...].astype(jnp.float32), (batch, null.shape[-1]))
+    if z is None:
+        return nul
+    zemb = embed(z).astype(jnp.float32)
+    if drop is None:
+        return zemb
+    return jnp.where(jnp.asarray(drop, bool)[:, None], nul, zemb)
