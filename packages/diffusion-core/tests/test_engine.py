@@ -82,6 +82,8 @@ def test_checkpoint_round_trip_and_retention(tmp_path):
         for a, b in zip(dc_toy.leaves(getattr(loaded, name)), dc_toy.leaves(getattr(state, name))):
             np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(jax.random.key_data(loaded.key), jax.random.key_data(state.key))
+    with pytest.raises(FileExistsError, match="resume=True"):
+        train(dc_toy.loss_fn, tmpl, dc_toy.batches_fn(), cfg(), tmp_path / "run", resume=False)
     raw = load_checkpoint(tmp_path / "run", 8)  # no template: nested dicts
     assert set(raw.params) == {"w", "b"} and raw.step == 8
     with pytest.raises(FileNotFoundError, match="step 3"):
@@ -190,6 +192,7 @@ def test_nan_skip_counts_and_never_writes_nan(tmp_path):
 
 def test_run_dir_files(tmp_path):
     config = cfg(steps=6, log_every=2, lr=0.2)
+    seen = []
     train(
         dc_toy.loss_fn,
         dc_toy.init_params(),
@@ -197,12 +200,13 @@ def test_run_dir_files(tmp_path):
         config,
         tmp_path,
         run_info={"objective": {"name": "toy", "beta": 1.0}},
+        on_log=seen.append,
     )
     resolved = json.loads((tmp_path / "train_config.json").read_text())
     assert TrainConfig.from_dict(resolved["train"]) == config
     assert resolved["run"]["objective"]["name"] == "toy"
     recs = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in recs] == [2, 4, 6]
+    assert [r["step"] for r in recs] == [2, 4, 6] and seen == recs
     for r in recs:
         assert {"loss", "mse", "grad_norm", "images_per_s", "skipped", "time_s"} <= set(r)
         assert r["images_per_s"] > 0

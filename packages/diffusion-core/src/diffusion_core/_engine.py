@@ -177,6 +177,7 @@ def train(
     resume: bool = True,
     run_info: Mapping[str, Any] | None = None,
     mesh: Mesh | None = None,
+    on_log: Callable[[dict[str, Any]], None] | None = None,
 ) -> TrainState:
     """Train ``params`` on ``loss_fn`` for ``config.steps`` optimizer steps.
 
@@ -188,9 +189,12 @@ def train(
             leading dim ``batch_size / process_count``) beginning at global batch index ``start``.
         config: the `TrainConfig`.
         run_dir: directory for ``checkpoints/``, ``train_config.json`` and ``metrics.jsonl``.
-        resume: continue from the newest checkpoint in ``run_dir`` if there is one.
+        resume: continue from the newest checkpoint in ``run_dir`` if there is one; with
+            ``resume=False`` a ``run_dir`` holding checkpoints is an error (never overwritten).
         run_info: extra JSON-able settings (e.g. the objective's config) stored in train_config.json.
         mesh: device mesh with a ``"data"`` axis; default: all devices.
+        on_log: called (on process 0) with every metrics record written to metrics.jsonl, e.g.
+            to forward scalars to TensorBoard or another tracker.
 
     Returns:
         The final `TrainState` (arrays replicated over the mesh).
@@ -227,7 +231,13 @@ def train(
         "bad": jax.device_put(jnp.int32(-1), repl),
     }
     start = 0
-    last = _checkpoint.saved_steps(run_dir)[-1:] if resume else []
+    saved = _checkpoint.saved_steps(run_dir)
+    if saved and not resume:
+        raise FileExistsError(
+            f"{run_dir} already holds checkpoints (steps {saved}); pass resume=True to continue "
+            "that run, or use a new run_dir"
+        )
+    last = saved[-1:]
     if last:
         like = {k: carry[k] for k in ("params", "ema_params", "opt_state")}
         trees, meta = _checkpoint.restore(run_dir, last[0], like)
@@ -322,6 +332,9 @@ def train(
             step += 1
             pending.append(metrics)
             bar.update(1)
+            if step == start + 1:  # one sync so images/s excludes compilation
+                jax.block_until_ready(metrics)
+                t_log, step_log = time.perf_counter(), step
             end = step == config.steps
             if step % config.log_every == 0 or end:
                 check_finite()
@@ -333,14 +346,19 @@ def train(
                     vals = np.asarray([float(m[name]) for m in fetched])
                     good = vals[np.isfinite(vals)]
                     record[name] = float(good.mean()) if good.size else float("nan")
-                record["images_per_s"] = (step - step_log) * config.batch_size / (now - t_log)
+                n_timed = step - step_log
+                # None on the first record when it holds only the compiling step
+                ips = n_timed * config.batch_size / (now - t_log) if n_timed else None
+                record["images_per_s"] = ips
                 record["skipped"] = int(jax.device_get(carry["skipped"]))
                 record["time_s"] = now - t0
                 t_log, step_log = now, step
-                bar.set_postfix(loss=f"{record['loss']:.4g}", img_s=f"{record['images_per_s']:.1f}")
+                bar.set_postfix(loss=f"{record['loss']:.4g}", img_s=f"{ips or 0:.1f}")
                 if main:
                     with metrics_path.open("a") as f:
                         f.write(json.dumps(record) + "\n")
+                    if on_log is not None:
+                        on_log(dict(record))
             if step % config.checkpoint_every == 0 or end:
                 check_finite()
                 save(step)
@@ -353,7 +371,10 @@ def train(
             bar.write(f"batches_fn({start}) ran out after step {step} of {config.steps}")
     except (KeyboardInterrupt, SystemExit):
         if step > last_saved and int(jax.device_get(carry["bad"])) < 0:
-            save(step)
+            try:
+                save(step)
+            except Exception as exc:  # e.g. interrupted mid-save: keep the last good checkpoint
+                bar.write(f"could not checkpoint step {step} on interrupt: {exc!r}")
         raise
     finally:
         bar.close()
