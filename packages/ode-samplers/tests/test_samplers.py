@@ -47,11 +47,20 @@ def test_ddim_eta_one_is_ddpm_posterior_variance():
     with jax.enable_x64(True):
         model_fn = GaussianMixture1D().model_fn(SCHED, "eps")
         noise = _noise((16, 2), dtype=jnp.float64)
-        a = sample(model_fn, noise, schedule=SCHED, method="ddim", num_steps=25, eta=1.0, key=KEY)
+        a = sample(
+            model_fn,
+            noise,
+            schedule=SCHED,
+            method="ddim",
+            num_steps=25,
+            eta=1.0,
+            key=KEY,
+            spacing="quadratic",
+        )
         b = sample(model_fn, noise, schedule=SCHED, method="ddpm", num_steps=25, key=KEY,
-                   variance="small")  # fmt: skip
+                   variance="small", spacing="quadratic")  # fmt: skip
         c = sample(model_fn, noise, schedule=SCHED, method="ddpm", num_steps=25, key=KEY,
-                   variance="large")  # fmt: skip
+                   variance="large", spacing="quadratic")  # fmt: skip
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10)
         assert float(jnp.max(jnp.abs(c - b))) > 1e-3
 
