@@ -9,9 +9,9 @@ from ode_samplers import FlowSchedule, GaussianData, GaussianMixture1D, VPSchedu
 NFES = (10, 20, 40, 80)
 # (method, kwargs, minimum fitted slope of log(error) vs log(NFE), spacing)
 CASES = [
-    ("ddim", {}, 0.9, "quadratic"),
-    ("euler", {}, 0.9, "quadratic"),
-    ("deis", {"order": 1}, 0.9, "quadratic"),
+    ("ddim", {}, 0.9, "time_uniform"),
+    ("euler", {}, 0.9, "time_uniform"),
+    ("deis", {"order": 1}, 0.9, "time_uniform"),
     ("dpmpp_2m", {}, 1.7, "quadratic"),
     ("dpmpp_2s", {}, 1.7, "quadratic"),
     ("deis", {"order": 2}, 1.7, "quadratic"),
