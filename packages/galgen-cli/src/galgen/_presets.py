@@ -7,7 +7,7 @@ A training preset is a nested dict with four sections, every leaf overridable wi
 - ``backbone``: ``gen_backbones.build`` arguments (``preset`` name plus overrides);
 - ``objective``: ``diffusion_core.DDPMConfig`` or ``meanflow.PMFConfig`` fields;
 - ``train``: ``diffusion_core.TrainConfig`` fields;
-- ``data``: image transform and label smoothing used by the loader.
+- ``data``: the image transform (``arcsinh`` or ``minmax``); label smoothing is an objective field.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import copy
 import json
 from typing import Any
 
-_DATA = {"transform": "arcsinh", "label_smoothing": 0.01}
+_DATA = {"transform": "arcsinh"}
 
 _DDPM_PAPER = {
     "model": "ddpm",
@@ -33,7 +33,7 @@ def _pmf(backbone: str, loss: str, smoothing: float, steps: int, batch: int) -> 
         "backbone": {"preset": backbone},
         "objective": {"loss": loss, "label_smoothing": smoothing},
         "train": {"steps": steps, "batch_size": batch, "lr": 5e-5, "ema_decay": 0.995},
-        "data": dict(_DATA, label_smoothing=smoothing),
+        "data": dict(_DATA),
     }
 
 
@@ -113,6 +113,13 @@ def resolve(preset: str, overrides: dict[str, Any] | list[str] | None = None) ->
         raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(TRAIN_PRESETS)}")
     cfg = copy.deepcopy(TRAIN_PRESETS[preset])
     cfg["preset"] = preset
+    return apply_overrides(cfg, overrides)
+
+
+def apply_overrides(
+    cfg: dict[str, Any], overrides: dict[str, Any] | list[str] | None
+) -> dict[str, Any]:
+    """Apply ``section.key`` overrides (mapping or ``"section.key=value"`` strings) in place."""
     items: list[tuple[str, Any]]
     if isinstance(overrides, dict):
         items = list(overrides.items())

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from galgen._errors import GalgenError
-from galgen._presets import REPRODUCE_PRESETS, resolve
+from galgen._presets import REPRODUCE_PRESETS, apply_overrides, resolve
 
 SPLITS = ("training", "validation", "testing")
 #: Default number of sampler steps per method (the study's Table 1 settings).
@@ -192,17 +192,10 @@ def _objective(cfg: dict[str, Any], net):
     if cfg["model"] == "ddpm":
         import diffusion_core as dc
 
-        return dc.ddpm_loss(net.apply, ddpm_schedule(), dc.DDPMConfig(**cfg["objective"]))
+        return dc.ddpm_loss(net.apply, dc.ddpm_schedule(), dc.DDPMConfig(**cfg["objective"]))
     import meanflow as mf
 
     return mf.pmf_loss(net.apply, mf.PMFConfig(**cfg["objective"]))
-
-
-def ddpm_schedule():
-    """The study's linear-β schedule (shared by training and sampling)."""
-    from ode_samplers import VPSchedule
-
-    return VPSchedule.linear(beta_start=1e-4, beta_end=0.02, num_train_steps=1000)
 
 
 def train(
@@ -229,6 +222,10 @@ def train(
         if cfg["model"] != model:
             raise GalgenError(f"--resume: {out} holds a {cfg['model']} run, not {model}")
         seed = cfg["seed"]
+        if any(not o.startswith("train.") for o in overrides):
+            raise GalgenError("--resume accepts only train.* overrides (e.g. train.steps=...)")
+        apply_overrides(cfg, list(overrides))
+        _write_json(cfg_path, cfg)
     else:
         if cfg_path.exists():
             raise GalgenError(f"{out} already holds a run; pass --resume or choose another --out")
@@ -244,8 +241,7 @@ def train(
     ds = open_split(split_path(Path(cfg["data_dir"]), "training"))
     n, size, _, channels = ds.images.shape
     if not resume:
-        tf = _transform(cfg["data"]["transform"]).fit(ds, seed=seed)
-        cfg["transform"] = {"kind": cfg["data"]["transform"], **tf.to_dict()}
+        cfg["transform"] = _transform(cfg["data"]["transform"]).fit(ds, seed=seed).to_dict()
         cfg["image_size"], cfg["channels"] = int(size), int(channels)
         cfg["environment"] = environment()
         out.mkdir(parents=True, exist_ok=True)
@@ -265,8 +261,9 @@ def train(
 
 def load_transform(cfg: dict[str, Any]):
     """The fitted image transform stored in a run's config."""
-    t = dict(cfg["transform"])
-    return _transform(t.pop("kind")).from_dict(t)
+    from galaxiesml_data import transform_from_dict
+
+    return transform_from_dict(cfg["transform"])
 
 
 def load_run(run: Path):
@@ -320,7 +317,7 @@ def make_sampler(
     import diffusion_core as dc
     from ode_samplers import sample as ode_sample
 
-    sched = ddpm_schedule()
+    sched = dc.ddpm_schedule()
     passes = 2 if guidance not in (None, 1.0) else 1
 
     def fn(noise, z, key):
@@ -412,6 +409,7 @@ def sample(
     fits: bool = False,
 ) -> dict[str, Any]:
     """``galgen sample``: generate and write a GalaxiesML-schema file (plus FITS if asked)."""
+    import h5py
     from galaxiesml_data import write_split
 
     cfg, net, params, tf = load_run(run)
@@ -427,7 +425,9 @@ def sample(
         "generator": "galgen",
     }
     Path(out).parent.mkdir(parents=True, exist_ok=True)
-    write_split(out, images, z, object_id=object_id, attrs=attrs)
+    write_split(out, images, z, columns=None if object_id is None else {"object_id": object_id})
+    with h5py.File(out, "a") as f:
+        f.attrs.update(attrs)
     if fits:
         _write_fits(Path(out).with_suffix(".fits"), images, z, attrs)
     return {"n": len(z), "nfe": nfe, "seconds": seconds, "path": str(out)}
@@ -462,7 +462,7 @@ def measure_file(
     path: Path, cache: Path, protocol: str, n: int | None = None, chunk: int = 2048
 ) -> dict[str, np.ndarray]:
     """Morphology columns of the first ``n`` galaxies in ``path`` (cached by file hash)."""
-    from galaxiesml_data import open_split
+    from galaxiesml_data import BANDS, PIXEL_SCALE, PSF_FWHM, open_split
     from morph_metrics import measure
 
     ds = open_split(path)
@@ -475,7 +475,12 @@ def measure_file(
             return {k: f[k] for k in f.files}
     parts = [
         measure(
-            np.asarray(ds.images[i : min(i + chunk, m)]), band=0, protocol=protocol, progress=True
+            np.asarray(ds.images[i : min(i + chunk, m)]),
+            band=0,  # g, as in the study
+            protocol=protocol,
+            pixel_scale=PIXEL_SCALE,
+            psf_fwhm=PSF_FWHM[BANDS[0]],
+            progress=True,
         )
         for i in range(0, m, chunk)
     ]
@@ -488,35 +493,29 @@ def measure_file(
 
 
 def compare(
-    ref: dict[str, np.ndarray], gen: dict[str, np.ndarray], n_boot: int, seed: int
+    ref: dict[str, np.ndarray], gen: dict[str, np.ndarray], name: str, n_boot: int, seed: int
 ) -> dict[str, Any]:
-    """JSD (bits) and BCD (observed, boot mean, boot std) per statistic for one generated set."""
+    """BCD and JSD (each: observed, bootstrap mean, std) per statistic for one matched set.
+
+    Generated galaxy i must be conditioned on real galaxy i's redshift (``--redshifts test``).
+    """
     import morph_metrics as mm
 
-    n = min(len(ref["redshift"]), len(gen["redshift"]))
-    matched = bool(np.allclose(ref["redshift"][:n], gen["redshift"][:n], atol=1e-5))
-    row: dict[str, Any] = {
-        "jsd": {},
-        "bcd": {},
-        "matched": matched,
-        "n_good": int(np.sum(gen["flag"] == 0)),
-    }
-    for s in STATS:
-        row["jsd"][s] = float(mm.jsd_statistic(ref[s], gen[s], s))
-        if matched:
-            row["bcd"][s] = [
-                float(v)
-                for v in mm.bcd(
-                    ref["redshift"][:n], ref[s][:n], gen[s][:n], n_boot=n_boot, seed=seed
-                )
-            ]
-        else:
-            row["bcd"][s] = [float("nan")] * 3
-    return row
+    n = len(gen["redshift"])
+    if n > len(ref["redshift"]) or not np.allclose(ref["redshift"][:n], gen["redshift"], atol=1e-5):
+        raise GalgenError(
+            f"{name}: galaxies are not matched to the real file's redshifts; "
+            "generate them with --redshifts test"
+        )
+    ref_n = {k: v[:n] for k, v in ref.items()}
+    res = mm.compare(ref_n, gen, gen["redshift"], statistics=STATS, n_boot=n_boot, seed=seed)
+    res["n"] = n
+    res["n_good"] = int(np.sum((gen["flag"] == 0) & (ref_n["flag"] == 0)))
+    return res
 
 
 def table1(rows: dict[str, dict[str, Any]], nfe: dict[str, int]) -> str:
-    """Markdown table in the study's Table 1 layout: BCD(boot err) then JSD per statistic."""
+    """Markdown table in the study's Table 1 layout: BCD(boot std) then JSD(boot std) in bits."""
     import morph_metrics as mm
 
     head = (
@@ -528,11 +527,9 @@ def table1(rows: dict[str, dict[str, Any]], nfe: dict[str, int]) -> str:
     )
     lines = [head, "|" + "---|" * (2 + 2 * len(STATS))]
     for name, row in rows.items():
-        bcd = [mm.format_table_value(row["bcd"][s][0], row["bcd"][s][2]) for s in STATS]
-        jsd = [f"{row['jsd'][s]:.4f}" for s in STATS]
-        lines.append(
-            f"| {name} | {nfe.get(name, '')} | " + " | ".join(bcd) + " | " + " | ".join(jsd) + " |"
-        )
+        bcd = [mm.format_value(row["bcd"][s][0], row["bcd"][s][2]) for s in STATS]
+        jsd = [mm.format_value(row["jsd"][s][0], row["jsd"][s][2], decimals=4) for s in STATS]
+        lines.append(f"| {name} | {nfe.get(name, '')} | " + " | ".join(bcd + jsd) + " |")
     return "\n".join(lines)
 
 
@@ -567,7 +564,7 @@ def evaluate(
         labels.append(label)
         gen_cols[label] = measure_file(Path(g), out / "cache", protocol)
     ref = measure_file(Path(real), out / "cache", protocol, n=n_max or None)
-    rows = {lab: compare(ref, gen_cols[lab], n_boot, seed) for lab in labels}
+    rows = {lab: compare(ref, gen_cols[lab], lab, n_boot, seed) for lab in labels}
     md = table1(rows, nfe)
     (out / "table1.md").write_text(md + "\n")
     _write_json(

@@ -49,10 +49,15 @@ def _friendly(fn):
         except KeyboardInterrupt:
             _err("interrupted; the last checkpoint is kept (resume with --resume)")
             raise typer.Exit(130) from None
-        except (GalgenError, FileNotFoundError, ValueError, KeyError, OSError) as exc:
+        except typer.Exit:
+            raise
+        except Exception as exc:
             if _STATE["debug"]:
                 raise
-            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            text = str(exc).strip()
+            msg = text.splitlines()[0] if text else type(exc).__name__
+            if not isinstance(exc, (GalgenError, FileNotFoundError, ValueError, KeyError, OSError)):
+                msg = f"{type(exc).__name__}: {msg} (run with --debug for the traceback)"
             _err(msg)
             raise typer.Exit(1) from None
 

@@ -1,0 +1,167 @@
+"""CLI behaviour: help, one-line errors, the micro end-to-end `reproduce`, and `--resume`."""
+
+import json
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+from galgen.cli import app
+from typer.testing import CliRunner
+
+runner = CliRunner()
+
+COMMANDS = [
+    [],
+    ["data"],
+    ["data", "synth"],
+    ["data", "info"],
+    ["data", "validate"],
+    ["train"],
+    ["sample"],
+    ["evaluate"],
+    ["bench"],
+    ["reproduce"],
+]
+
+
+@pytest.mark.parametrize("cmd", COMMANDS, ids=lambda c: " ".join(c) or "galgen")
+def test_help(cmd):
+    res = runner.invoke(app, [*cmd, "--help"])
+    assert res.exit_code == 0, res.output
+    assert "Usage" in res.output
+
+
+def test_help_is_fast_and_imports_nothing_heavy():
+    code = (
+        "import sys, galgen.cli; heavy = [m for m in ('jax', 'flax', 'statmorph', 'galsim', "
+        "'h5py') if m in sys.modules]; print(heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def _one_line_error(res, *fragments):
+    assert res.exit_code != 0
+    lines = [line for line in res.output.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, res.output
+    assert "Traceback" not in res.output
+    for f in fragments:
+        assert f in lines[0].replace("\n", ""), lines[0]
+
+
+def test_missing_data_dir(tmp_path):
+    missing = tmp_path / "nope"
+    res = runner.invoke(
+        app, ["train", "ddpm", "--data", str(missing), "--out", str(tmp_path / "r")]
+    )
+    _one_line_error(res, "nope")
+
+
+def test_unknown_method(tmp_path):
+    res = runner.invoke(app, ["sample", str(tmp_path), "--method", "rk45", "--out", "x.h5"])
+    _one_line_error(res, "rk45")
+
+
+def test_corrupt_hdf5(tmp_path):
+    bad = tmp_path / "bad.hdf5"
+    bad.write_bytes(b"this is not an HDF5 file at all" * 10)
+    res = runner.invoke(app, ["data", "info", str(bad)])
+    _one_line_error(res, "bad.hdf5")
+    res = runner.invoke(
+        app,
+        ["evaluate", "--real", str(bad), "--generated", str(bad), "--out", str(tmp_path / "ev")],
+    )
+    _one_line_error(res, "bad.hdf5")
+
+
+def test_run_dir_without_checkpoint(tmp_path):
+    (tmp_path / "run").mkdir()
+    res = runner.invoke(app, ["sample", str(tmp_path / "run"), "--out", str(tmp_path / "g.h5")])
+    _one_line_error(res, "run")
+
+
+@pytest.fixture(scope="module")
+def micro(tmp_path_factory):
+    out = tmp_path_factory.mktemp("repro")
+    res = runner.invoke(app, ["reproduce", "--preset", "test", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    return out
+
+
+METHOD_ROWS = ["DDPM", "DDIM", "DEIS-AB2", "DPM++2M", "p-MF 1-step"]
+
+
+def test_reproduce_micro_writes_both_tables(micro):
+    report = (micro / "report.md").read_text()
+    t1 = report.split("## Table 1")[1].split("## Table 2")[0]
+    t2 = report.split("## Table 2")[1].split("## Figures")[0]
+    for name in METHOD_ROWS:
+        assert f"| {name}" in t1, name
+        assert f"| {name}" in t2, name
+    assert "20 ancestral steps" in report  # the reduced DDPM is disclosed
+    for fig in ("histograms.png", "binned_means.png", "samples.png"):
+        assert (micro / "eval" / "figures" / fig).stat().st_size > 1000
+
+
+def test_generated_files_are_in_the_real_schema_and_matched(micro):
+    from galaxiesml_data import open_split
+
+    test = open_split(next((micro / "data").glob("*_testing_with_morphology.hdf5")))
+    gen_path = micro / "samples" / "dpm__2m.hdf5"
+    gen = open_split(gen_path)
+    assert gen.images.shape[1:] == test.images.shape[1:]
+    np.testing.assert_allclose(gen.redshift[:], test.redshift[: len(gen)])
+    with h5py.File(gen_path) as f:
+        assert f["image"].shape[1] == 5  # channels-first on disk, like GalaxiesML
+        assert f.attrs["method"] == "dpmpp_2m" and int(f.attrs["nfe"]) == 30
+
+
+def test_reproduce_skips_finished_stages(micro):
+    res = runner.invoke(app, ["reproduce", "--preset", "test", "--out", str(micro)])
+    assert res.exit_code == 0, res.output
+    assert res.output.count("skip") >= 8
+
+
+def test_resume_continues_training(micro, tmp_path):
+    data = micro / "data"
+    run = tmp_path / "run"
+    args = [
+        "train",
+        "ddpm",
+        "--data",
+        str(data),
+        "--out",
+        str(run),
+        "--set",
+        "train.steps=2",
+        "--set",
+        "train.batch_size=4",
+        "--set",
+        "train.checkpoint_every=1",
+    ]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    again = runner.invoke(app, args)  # a finished run is never silently overwritten
+    _one_line_error(again, "--resume")
+    res = runner.invoke(
+        app,
+        [
+            "train",
+            "ddpm",
+            "--data",
+            str(data),
+            "--out",
+            str(run),
+            "--resume",
+            "--set",
+            "train.steps=4",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    import diffusion_core as dc
+
+    assert dc.latest_step(run) == 4
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["train"]["steps"] == 4 and cfg["environment"]["versions"]["jax"]
