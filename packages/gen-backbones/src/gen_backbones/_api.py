@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import inspect
 import math
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -63,11 +64,18 @@ def build(
     inference); parameters always stay float32.
     """
     if name not in PRESETS:
-        raise ValueError(f"gen_backbones.build: unknown preset {name!r}; choose from {sorted(PRESETS)}")
+        raise ValueError(
+            f"gen_backbones.build: unknown preset {name!r}; choose from {sorted(PRESETS)}"
+        )
     cfg = dict(PRESETS[name])
     arch = cfg.pop("arch")
     cls = _ARCHS[arch]
-    allowed = set(inspect.signature(cls.__init__).parameters) - {"self", "channels", "dtype", "rngs"}
+    allowed = set(inspect.signature(cls.__init__).parameters) - {
+        "self",
+        "channels",
+        "dtype",
+        "rngs",
+    }
     bad = sorted(set(overrides) - allowed)
     if bad:
         raise ValueError(
@@ -89,6 +97,7 @@ def build(
 
     graphdef, _ = nnx.split(nnx.eval_shape(lambda: make(jax.random.key(0))))
 
+    @jax.jit
     def init(key: jax.Array) -> dict:
         """Parameters for ``key`` (deterministic): a nested dict of float32 arrays."""
         return nnx.to_pure_dict(nnx.state(make(key)))
