@@ -550,9 +550,10 @@ def evaluate(
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    from galaxiesml_data import open_split
+
     for p in [real, *generated]:
-        if not Path(p).is_file():
-            raise GalgenError(f"{p} does not exist")
+        open_split(p)  # a missing, corrupt or wrong-schema file fails here, naming the file
     gen_cols, nfe, labels = {}, {}, []
     n_max = 0
     for i, g in enumerate(generated):

@@ -67,13 +67,13 @@ def _friendly(fn):
 def _err(msg: str) -> None:
     from rich.console import Console
 
-    Console(stderr=True).print(f"[bold red]error:[/] {msg}", highlight=False)
+    Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {msg}", highlight=False)
 
 
 def _say(msg: str) -> None:
     from rich.console import Console
 
-    Console(stderr=True).print(msg, highlight=False)
+    Console(stderr=True, soft_wrap=True).print(msg, highlight=False)
 
 
 # ----------------------------------------------------------------------------- data
