@@ -29,7 +29,14 @@ PACKAGES = sorted(p.name for p in (ROOT / "packages").iterdir() if (p / "pyproje
 def _sync(session: nox.Session, package: str) -> None:
     """Install exactly ``package`` (+ its locked deps and test group) into the session venv."""
     session.run_install(
-        "uv", "sync", "--locked", "--no-default-groups", "--package", package, "--group", "test",
+        "uv",
+        "sync",
+        "--locked",
+        "--no-default-groups",
+        "--package",
+        package,
+        "--group",
+        "test",
         env={"UV_PROJECT_ENVIRONMENT": session.virtualenv.location},
         external=True,
     )
