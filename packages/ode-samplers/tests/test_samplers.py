@@ -224,3 +224,22 @@ def test_clear_errors():
         sample(lambda x, t: x[:, :1], z, schedule=SCHED, method="ddim", num_steps=3)
     with pytest.raises(ValueError, match="num_steps"):
         sample(model_fn, z, schedule=SCHED, method="ddim", num_steps=0)
+
+
+@pytest.mark.parametrize("method", ["ddim", "dpmpp_2m", "deis", "heun"])
+def test_clip_x0_bounds_the_denoised_estimate_and_is_exact_when_inactive(method):
+    sched = VPSchedule.linear(beta_start=1e-4, beta_end=0.02, num_train_steps=1000)
+    noise = jax.random.normal(jax.random.key(3), (64, 4))
+
+    def far(x, t):  # an x0-model that always predicts 5: far outside the data range
+        return jnp.full_like(x, 5.0)
+
+    x = sample(
+        far, noise, schedule=sched, method=method, num_steps=8, prediction="x0", clip_x0=(-1.0, 1.0)
+    )
+    np.testing.assert_allclose(np.asarray(x), 1.0, rtol=0, atol=1e-5)
+    # a range that never binds gives exactly the unclipped solver
+    exact = GaussianData(mean=0.3, std=0.5).model_fn(sched, "eps")
+    ref = sample(exact, noise, schedule=sched, method=method, num_steps=8)
+    wide = sample(exact, noise, schedule=sched, method=method, num_steps=8, clip_x0=(-1e6, 1e6))
+    np.testing.assert_allclose(np.asarray(wide), np.asarray(ref), rtol=1e-5, atol=1e-5)

@@ -31,9 +31,13 @@ def histograms(ref: dict, gens: dict[str, dict], stats, path: Path) -> None:
     fig, axes = plt.subplots(1, len(stats), figsize=(4 * len(stats), 3.2))
     for ax, s in zip(np.atleast_1d(axes), stats):
         edges = mm.default_edges(s)
-        ax.hist(ref[s][np.isfinite(ref[s])], bins=edges, density=True, color="0.7", label="real")
+        vals = ref[s][np.isfinite(ref[s])]
+        if vals.size:
+            ax.hist(vals, bins=edges, density=True, color="0.7", label="real")
         for name, g in gens.items():
-            ax.hist(g[s][np.isfinite(g[s])], bins=edges, density=True, histtype="step", label=name)
+            vals = g[s][np.isfinite(g[s])]
+            if vals.size:  # a set with every stamp flagged has no histogram
+                ax.hist(vals, bins=edges, density=True, histtype="step", label=name)
         ax.set_xlabel(_LABELS.get(s, s))
     np.atleast_1d(axes)[0].legend(fontsize=7)
     _save(fig, path)

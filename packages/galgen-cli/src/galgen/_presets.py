@@ -76,8 +76,8 @@ REPRODUCE_PRESETS: dict[str, dict[str, Any]] = {
     },
     "smoke": {
         "data": {"n_train": 1024, "n_val": 64, "n_test": 128, "size": 32},
-        "ddpm": ("ddpm-tiny", {"train.steps": 800}),
-        "pmf": ("pmf-tiny", {"train.steps": 800}),
+        "ddpm": ("ddpm-tiny", {"train.steps": 600}),
+        "pmf": ("pmf-tiny", {"train.steps": 600}),
         "n_eval": 128,
         "ddpm_steps": 1000,
         "protocol": "statmorph",

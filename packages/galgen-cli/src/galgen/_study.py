@@ -211,7 +211,7 @@ def train(
     """Train ``model`` ('ddpm' or 'pmf') on the training split in ``data``; return a summary."""
     import diffusion_core as dc
     import jax
-    from galaxiesml_data import batches, open_split
+    from galaxiesml_data import batches, open_split, sample_images
 
     out = Path(out)
     cfg_path = out / "config.json"
@@ -241,7 +241,11 @@ def train(
     ds = open_split(split_path(Path(cfg["data_dir"]), "training"))
     n, size, _, channels = ds.images.shape
     if not resume:
-        cfg["transform"] = _transform(cfg["data"]["transform"]).fit(ds, seed=seed).to_dict()
+        tf = _transform(cfg["data"]["transform"]).fit(ds, seed=seed)
+        cfg["transform"] = tf.to_dict()
+        # the stretched training range: samplers clip their denoised estimates to it
+        y = tf.forward(sample_images(ds, 2048, seed))
+        cfg["data_range"] = [float(y.min()), float(y.max())]
         cfg["image_size"], cfg["channels"] = int(size), int(channels)
         cfg["environment"] = environment()
         out.mkdir(parents=True, exist_ok=True)
@@ -292,11 +296,16 @@ def make_sampler(
 ):
     """A jit-compiled ``fn(noise, redshift, key) -> x`` and a thunk giving its NFE after a call.
 
-    NFE counts network evaluations: a classifier-free-guided DDPM step costs two.
+    NFE counts network evaluations: a classifier-free-guided DDPM step costs two. Samples (and
+    the DDPM's denoised estimates at every step) are clipped to the stretched training range
+    ``cfg["data_range"]``, so an imperfect model cannot leave the range the inverse stretch maps
+    back to finite flux.
     """
     import jax
+    import jax.numpy as jnp
 
     steps = steps or DEFAULT_STEPS[method]
+    lo, hi = cfg.get("data_range", (-jnp.inf, jnp.inf))
     nfe_box: dict[str, int] = {}
     if cfg["model"] == "pmf":
         if method != "pmf":
@@ -309,7 +318,7 @@ def make_sampler(
             x, nfe_box["nfe"] = mf.sample(
                 net.apply, params, noise, z, guidance=w, num_steps=steps, return_nfe=True
             )
-            return x
+            return jnp.clip(x, lo, hi)
 
         return jax.jit(fn), lambda: nfe_box["nfe"]
     if method == "pmf":
@@ -331,6 +340,7 @@ def make_sampler(
             prediction="eps",
             key=key,
             return_nfe=True,
+            clip_x0=(lo, hi),
         )
         nfe_box["nfe"] = nfe * passes
         return x

@@ -81,6 +81,7 @@ def sample(
     order: int = 2,
     r: float = 0.5,
     return_nfe: bool = False,
+    clip_x0: tuple[float, float] | None = None,
 ):
     """Integrate from `noise` (at t_max) to data with `method`; returns x (noise's shape/dtype).
 
@@ -102,7 +103,9 @@ def sample(
     FlowSchedule, 'quadratic' otherwise (the most accurate of the three on the exact-score
     benchmarks at 10-80 NFE, see the README). A final
     step to t = 0 is first order for every method (it returns the x0 estimate). `key` is needed
-    for 'ddpm' and for 'ddim' with eta > 0. NFE (model calls) is `num_steps` for single-evaluation
+    for 'ddpm' and for 'ddim' with eta > 0. `clip_x0=(lo, hi)` clips every x0 estimate to the
+    data range and recomputes eps from it (DDPM's "clip denoised"; keeps an imperfect eps model
+    from diverging); None (default) leaves the solver exact. NFE (model calls) is `num_steps` for single-evaluation
     methods and 2 * num_steps (- 1 when the last step goes to t = 0) for 'heun'/'dpmpp_2s';
     `return_nfe=True` returns (x, nfe). Jit-able (the loop is one `lax.scan`) and vmappable.
     """
@@ -151,7 +154,11 @@ def sample(
             raise ValueError(
                 f"sample: model_fn returned shape {jnp.shape(out)}, expected {x.shape}"
             )
-        return _convert(jnp.asarray(out, x.dtype), x, a, s, ad, sd, prediction)
+        x0, eps = _convert(jnp.asarray(out, x.dtype), x, a, s, ad, sd, prediction)
+        if clip_x0 is not None:  # sigma > 0 at every model-evaluation time
+            x0 = jnp.clip(x0, clip_x0[0], clip_x0[1])
+            eps = (x - a * x0) / s
+        return x0, eps
 
     x = noise.astype(dtype)
     if n_reg > 0:
