@@ -165,3 +165,32 @@ def test_resume_continues_training(micro, tmp_path):
     assert dc.latest_step(run) == 4
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["train"]["steps"] == 4 and cfg["environment"]["versions"]["jax"]
+
+
+def test_sample_writes_fits_cube_for_survey_pipelines(micro, tmp_path):
+    from astropy.io import fits
+
+    out = tmp_path / "gen.hdf5"
+    res = runner.invoke(
+        app,
+        [
+            "sample",
+            str(micro / "runs" / "pmf"),
+            "--method",
+            "pmf",
+            "--redshifts",
+            "0.5,1.5,3.0",
+            "--out",
+            str(out),
+            "--format",
+            "fits",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    with fits.open(out.with_suffix(".fits")) as hdul:
+        cube = hdul[0].data
+        assert cube.shape[:2] == (3, 5)  # (N, C, H, W), bands g..y
+        assert hdul[0].header["METHOD"] == "pmf" and hdul[0].header["NFE"] == 1
+        np.testing.assert_allclose(hdul[1].data["specz_redshift"], [0.5, 1.5, 3.0], rtol=1e-6)
+    with h5py.File(out) as f:
+        np.testing.assert_allclose(f["image"][:], cube)  # both channels-first on disk
