@@ -19,7 +19,6 @@ import numpy as np
 from galgen._errors import GalgenError
 from galgen._presets import REPRODUCE_PRESETS, apply_overrides, resolve
 
-SPLITS = ("training", "validation", "testing")
 #: Default number of sampler steps per method (the study's Table 1 settings).
 DEFAULT_STEPS = {
     "ddpm": 1000,
