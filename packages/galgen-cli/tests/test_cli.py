@@ -96,13 +96,33 @@ METHOD_ROWS = ["DDPM", "DDIM", "DEIS-AB2", "DPM++2M", "p-MF 1-step"]
 def test_reproduce_micro_writes_both_tables(micro):
     report = (micro / "report.md").read_text()
     t1 = report.split("## Table 1")[1].split("## Table 2")[0]
-    t2 = report.split("## Table 2")[1].split("## Figures")[0]
+    t2 = report.split("## Table 2")[1].split("## Table 3")[0]
     for name in METHOD_ROWS:
         assert f"| {name}" in t1, name
         assert f"| {name}" in t2, name
     assert "20 ancestral steps" in report  # the reduced DDPM is disclosed
     for fig in ("histograms.png", "binned_means.png", "samples.png"):
         assert (micro / "eval" / "figures" / fig).stat().st_size > 1000
+    # every stage's wall time is in the report
+    stages = report.split("## Stage wall times")[1].split("## Figures")[0]
+    for rec in (micro / "stages").glob("*.json"):
+        assert f"| {rec.stem} |" in stages
+
+
+def test_reproduce_micro_ablation_table(micro):
+    report = (micro / "report.md").read_text()
+    t3 = report.split("## Table 3")[1].split("## Stage wall times")[0]
+    rows = [line.split("|")[1].strip() for line in t3.splitlines() if line.startswith("| p-MF")]
+    assert rows == ["p-MF tiny L2", "p-MF tiny Huber-NLS"]
+    # the base row is the main pMF run's one-step sample; the variant is its own run
+    main = json.loads((micro / "runs" / "pmf" / "config.json").read_text())
+    var = json.loads((micro / "runs" / "pmf-p_mf_tiny_huber_nls" / "config.json").read_text())
+    assert main["objective"]["loss"] == "l2" and main["objective"]["label_smoothing"] > 0
+    assert var["objective"] == {**main["objective"], "loss": "huber", "label_smoothing": 0.0}
+    assert var["train"] == main["train"] and var["backbone"] == main["backbone"]
+    with h5py.File(micro / "samples" / "p_mf_tiny_huber_nls.hdf5") as f:
+        assert int(f.attrs["nfe"]) == 1
+        assert f.attrs["run"].endswith("pmf-p_mf_tiny_huber_nls")
 
 
 def test_generated_files_are_in_the_real_schema_and_matched(micro):

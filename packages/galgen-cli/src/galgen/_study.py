@@ -551,14 +551,19 @@ def evaluate(
     n_boot: int,
     seed: int,
     names: Sequence[str] | None = None,
+    cache: Path | None = None,
 ) -> str:
-    """``galgen evaluate``: morphology, Table 1 (markdown + JSON) and figures under ``out``."""
+    """``galgen evaluate``: morphology, Table 1 (markdown + JSON) and figures under ``out``.
+
+    Morphology is cached by file hash in ``cache`` (default ``out/cache``).
+    """
     import h5py
 
     from galgen import _figures
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    cache = out / "cache" if cache is None else Path(cache)
     from galaxiesml_data import open_split
 
     for p in [real, *generated]:
@@ -572,8 +577,8 @@ def evaluate(
             nfe[label] = int(f.attrs.get("nfe", 0))
             n_max = max(n_max, f["specz_redshift"].shape[0])
         labels.append(label)
-        gen_cols[label] = measure_file(Path(g), out / "cache", protocol)
-    ref = measure_file(Path(real), out / "cache", protocol, n=n_max or None)
+        gen_cols[label] = measure_file(Path(g), cache, protocol)
+    ref = measure_file(Path(real), cache, protocol, n=n_max or None)
     rows = {lab: compare(ref, gen_cols[lab], lab, n_boot, seed) for lab in labels}
     md = table1(rows, nfe)
     (out / "table1.md").write_text(md + "\n")
@@ -723,33 +728,24 @@ def reproduce(out: Path, *, preset: str, data: Path | None, force: bool, seed: i
         split_path(data_dir, "training")
     test_file = split_path(data_dir, "testing")
 
-    runs = {}
-    for model in ("ddpm", "pmf"):
-        tp, over = p[model]
-        run_dir = out / "runs" / model
+    def train_stage(name: str, model: str, tp: str, over: dict[str, Any], run_dir: Path) -> Path:
         overrides = [f"{k}={json.dumps(v)}" for k, v in over.items()]
 
-        def do_train(model=model, tp=tp, overrides=overrides, run_dir=run_dir):
+        def do_train():
             resume = (run_dir / "config.json").exists()
             return train(
                 model, data_dir, run_dir, preset=tp, overrides=overrides, resume=resume, seed=seed
             )
 
-        stage(f"train-{model}", do_train, run_dir)
-        runs[model] = run_dir
+        stage(name, do_train, run_dir)
+        return run_dir
 
-    samples: dict[str, Path] = {}
-    rows = [
-        (lab, meth, p["ddpm_steps"] if meth == "ddpm" else st, "ddpm")
-        for lab, meth, st in DDPM_ROWS
-    ] + [(lab, meth, st, "pmf") for lab, meth, st in PMF_ROWS]
-    for label, method, steps, model in rows:
+    def sample_stage(label: str, run: Path, method: str, steps: int | None) -> Path:
         path = out / "samples" / f"{_slug(label)}.hdf5"
-        name = f"{label}-{steps}" if method == "ddpm" else label
 
-        def do_sample(method=method, steps=steps, model=model, path=path):
+        def do_sample():
             return sample(
-                runs[model],
+                run,
                 path,
                 method=method,
                 steps=steps,
@@ -760,22 +756,38 @@ def reproduce(out: Path, *, preset: str, data: Path | None, force: bool, seed: i
             )
 
         stage(f"sample-{_slug(label)}", do_sample, path)
-        samples[name] = path
+        return path
 
-    eval_dir = out / "eval"
-    stage(
-        "evaluate",
-        lambda: evaluate(
-            test_file,
-            list(samples.values()),
+    def evaluate_stage(name: str, samples: dict[str, Path], eval_dir: Path) -> None:
+        stage(
+            name,
+            lambda: evaluate(
+                test_file,
+                list(samples.values()),
+                eval_dir,
+                protocol=p["protocol"],
+                n_boot=200 if preset != "paper" else 1000,
+                seed=seed,
+                names=list(samples),
+                cache=out / "eval" / "cache",
+            ),
             eval_dir,
-            protocol=p["protocol"],
-            n_boot=200 if preset != "paper" else 1000,
-            seed=seed,
-            names=list(samples),
-        ),
-        eval_dir,
-    )
+        )
+
+    runs = {
+        model: train_stage(f"train-{model}", model, *p[model], out / "runs" / model)
+        for model in ("ddpm", "pmf")
+    }
+    samples: dict[str, Path] = {}
+    for label, method, steps in DDPM_ROWS:
+        steps = p["ddpm_steps"] if method == "ddpm" else steps
+        name = f"{label}-{steps}" if method == "ddpm" else label
+        samples[name] = sample_stage(label, runs["ddpm"], method, steps)
+    for label, method, steps in PMF_ROWS:
+        samples[label] = sample_stage(label, runs["pmf"], method, steps)
+    eval_dir = out / "eval"
+    evaluate_stage("evaluate", samples, eval_dir)
+
     bench_dir = out / "bench"
     stage(
         "bench",
@@ -788,10 +800,21 @@ def reproduce(out: Path, *, preset: str, data: Path | None, force: bool, seed: i
         ),
         bench_dir,
     )
+
+    # Table 3: variants of the main pMF run, each sampled in one step like its "p-MF 1-step" row.
+    ablations = p.get("ablations") or {}
+    abl_dir = out / "eval" / "ablations" if ablations else None
+    if ablations:
+        abl = {p["ablation_base"]: samples[PMF_ROWS[0][0]]}
+        tp, base_over = p["pmf"]
+        for label, over in ablations.items():
+            run_dir = out / "runs" / f"pmf-{_slug(label)}"
+            run = train_stage(f"train-{_slug(label)}", "pmf", tp, {**base_over, **over}, run_dir)
+            abl[label] = sample_stage(label, run, "pmf", 1)
+        evaluate_stage("evaluate-ablations", abl, abl_dir)
+
     report = out / "report.md"
-    _write_report(
-        report, preset, p, data is None, eval_dir, bench_dir, time.perf_counter() - t_start
-    )
+    _write_report(report, preset, p, data is None, out, abl_dir, time.perf_counter() - t_start)
     return report
 
 
@@ -800,11 +823,12 @@ def _write_report(
     preset: str,
     p: dict[str, Any],
     synthetic: bool,
-    eval_dir: Path,
-    bench_dir: Path,
+    out: Path,
+    abl_dir: Path | None,
     seconds: float,
 ) -> None:
     env = environment()
+    eval_dir, bench_dir = out / "eval", out / "bench"
     t1 = (eval_dir / "table1.md").read_text()
     t2 = (bench_dir / "bench.md").read_text()
     info = json.loads((eval_dir / "table1.json").read_text())
@@ -819,11 +843,30 @@ def _write_report(
             "- Data: the synthetic GalSim stand-in in the GalaxiesML schema "
             f"({p['data']['size']}×{p['data']['size']} px), not real HSC galaxies."
         )
+    for run in sorted((out / "runs").iterdir()):
+        cfg = json.loads((run / "config.json").read_text())
+        o, t = cfg["objective"], cfg["train"]
+        notes.append(
+            f"- Run `{run.name}`: {cfg['backbone']['preset']}, {o['loss']} loss, label smoothing "
+            f"{o['label_smoothing']}, {t['steps']} steps at batch {t['batch_size']}, lr {t['lr']}."
+        )
     notes.append(
         f"- Morphology protocol `{info['protocol']}` on band g; "
         f"{info['n_real']} matched real/generated pairs; BCD errors from "
         f"{info['n_boot']} bootstrap replicates."
     )
+    t3 = ""
+    if abl_dir is not None:
+        t3 = (
+            "## Table 3 — pMF ablations, one step (loss × label smoothing; NLS = none)\n\n"
+            + (abl_dir / "table1.md").read_text()
+            + "\nFigures: [histograms](eval/ablations/figures/histograms.png), "
+            "[binned means](eval/ablations/figures/binned_means.png), "
+            "[samples](eval/ablations/figures/samples.png).\n\n"
+        )
+    timing = ["| Stage | Seconds |", "|---|---|"]
+    for rec in sorted((out / "stages").glob("*.json"), key=lambda f: f.stat().st_mtime):
+        timing.append(f"| {rec.stem} | {json.loads(rec.read_text())['seconds']:.0f} |")
     text = f"""# galgen reproduce — preset `{preset}`
 
 Machine: {env["cpu"]}; JAX device {env["device"]} × {env["n_devices"]}; Python {env["python"]};
@@ -838,6 +881,10 @@ Wall time of this run (stages not skipped): {seconds:.0f} s.
 ## Table 2 — inference cost
 
 {t2}
+{t3}## Stage wall times (as recorded when each stage ran)
+
+{chr(10).join(timing)}
+
 ## Figures
 
 ![histograms](eval/figures/histograms.png)

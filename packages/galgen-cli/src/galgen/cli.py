@@ -245,7 +245,11 @@ def bench(
 def reproduce(
     out: Annotated[Path, typer.Option(help="Output directory (everything is written here).")],
     preset: Annotated[
-        str, typer.Option(help="smoke (CPU, default), paper (GPU) or test.")
+        str,
+        typer.Option(
+            help="smoke (CPU, ~11 min, default), cpu (CPU, <= 2 h, 1,024 test galaxies and "
+            "Table 3), paper (GPU) or test."
+        ),
     ] = "smoke",
     data: Annotated[
         Path | None, typer.Option(help="Real GalaxiesML directory (default: synthesize).")
@@ -253,7 +257,7 @@ def reproduce(
     force: Annotated[bool, typer.Option(help="Redo finished stages.")] = False,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
 ) -> None:
-    """THE MAIN JOB: data → train DDPM and pMF → sample all methods → evaluate → bench → report.md."""
+    """THE MAIN JOB: data → train → sample every method → evaluate → bench → ablations → report.md."""
     from galgen import _study
 
     report = _study.reproduce(out, preset=preset, data=data, force=force, seed=seed)
