@@ -226,6 +226,18 @@ def test_config_validation_and_round_trip():
     assert isinstance(make_optimizer(c), optax.GradientTransformation)
 
 
+def test_every_config_shares_the_dict_round_trip():
+    from diffusion_core import DDPMConfig
+
+    d = DDPMConfig(loss="l2", label_smoothing=0.0)
+    assert DDPMConfig.from_dict(json.loads(json.dumps(d.to_dict()))) == d
+    assert d.replace(loss="huber") == DDPMConfig(loss="huber", label_smoothing=0.0)
+    with pytest.raises(ValueError, match="DDPMConfig: unknown key.*'sigma'"):
+        DDPMConfig.from_dict({"sigma": 0.1})
+    with pytest.raises(ValueError, match="loss"):  # replace validates again
+        d.replace(loss="l1")
+
+
 def test_bad_batch_shape_is_reported(tmp_path):
     def batches(start):
         yield {"x": np.zeros((3, 4), np.float32), "y": np.zeros(3, np.float32)}

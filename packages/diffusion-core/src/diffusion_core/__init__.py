@@ -5,7 +5,7 @@ The engine (`train`) is objective-agnostic: an objective is ``loss_fn(params, ba
 parameters into the ``model_fn(x, t)`` that `ode_samplers.sample` takes.
 """
 
-from ._config import TrainConfig
+from ._config import DictConfig, TrainConfig
 from ._ddpm import (
     DDPMConfig,
     ddpm_loss,
@@ -32,6 +32,7 @@ __all__ = [
     "CONFIG_FILE",
     "METRICS_FILE",
     "DDPMConfig",
+    "DictConfig",
     "ddpm_loss",
     "ddpm_model_fn",
     "ddpm_schedule",

@@ -1,17 +1,44 @@
-"""The training-engine configuration (`TrainConfig`)."""
+"""The training-engine configuration (`TrainConfig`) and the dict round trip every config shares."""
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 _OPTIMIZERS = ("adamw", "adam")
 _NAN_POLICIES = ("stop", "skip")
 
 
+class DictConfig:
+    """Mixin for frozen-dataclass configs: a JSON round trip (`to_dict` / `from_dict`) and `replace`.
+
+    `TrainConfig`, `DDPMConfig` and `meanflow.PMFConfig` use it, so a run's stored JSON always
+    loads back through one code path that names unknown keys.
+    """
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serializable dict of every field."""
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Self:
+        """Inverse of `to_dict`; unknown keys raise a `ValueError` naming them."""
+        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(
+                f"{cls.__name__}: unknown key(s) {unknown}; valid keys: {sorted(names)}"
+            )
+        return cls(**d)
+
+    def replace(self, **changes: Any) -> Self:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+
+
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(DictConfig):
     """Everything the training engine needs besides the objective and the data.
 
     Attributes:
@@ -76,20 +103,3 @@ class TrainConfig:
             raise bad("grad_clip", "must be > 0 or None")
         if self.keep_checkpoints is not None and self.keep_checkpoints < 1:
             raise bad("keep_checkpoints", "must be >= 1 or None")
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-serializable dict of every field."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        """Inverse of `to_dict`; unknown keys raise a `ValueError` naming them."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"TrainConfig: unknown key(s) {unknown}; valid keys: {sorted(names)}")
-        return cls(**d)
-
-    def replace(self, **changes: Any) -> TrainConfig:
-        """A copy with some fields changed (validated again)."""
-        return dataclasses.replace(self, **changes)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -11,7 +10,7 @@ import jax
 import jax.numpy as jnp
 from ode_samplers import VPSchedule, guided
 
-from ._config import TrainConfig
+from ._config import DictConfig, TrainConfig
 
 Array = jax.Array
 #: ``apply(params, x, t, r=None, w=None, z=None, drop=None) -> (B, H, W, C)`` (gen-backbones).
@@ -22,7 +21,7 @@ _LOSSES = ("huber", "l2")
 
 
 @dataclass(frozen=True)
-class DDPMConfig:
+class DDPMConfig(DictConfig):
     """DDPM objective settings (defaults: the study's DDPM, thesis Table A.2).
 
     Attributes:
@@ -49,9 +48,6 @@ class DDPMConfig:
             raise ValueError(f"DDPMConfig.label_smoothing={self.label_smoothing!r}: must be >= 0")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"DDPMConfig.dropout={self.dropout!r}: must be in [0, 1)")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 def ddpm_schedule() -> VPSchedule:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+
+from diffusion_core import DictConfig
 
 VARIANTS = ("algorithm1", "official")
 LOSSES = ("l2", "huber")
@@ -11,7 +12,7 @@ W_DISTS = ("log_uniform", "uniform", "fixed")
 
 
 @dataclasses.dataclass(frozen=True)
-class PMFConfig:
+class PMFConfig(DictConfig):
     """Hyper-parameters of :func:`meanflow.pmf_loss` and :func:`meanflow.sample`.
 
     Attributes:
@@ -76,16 +77,3 @@ class PMFConfig:
             raise bad("adaptive_eps", "must be positive")
         if self.label_smoothing < 0:
             raise bad("label_smoothing", "must be >= 0")
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-serialisable dict of every field."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> PMFConfig:
-        """Inverse of :meth:`to_dict`; unknown keys raise ``ValueError`` naming them."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"PMFConfig.from_dict: unknown keys {unknown}; known: {sorted(names)}")
-        return cls(**d)
