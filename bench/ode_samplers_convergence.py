@@ -13,8 +13,13 @@ import jax
 jax.config.update("jax_enable_x64", True)
 
 import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-from ode_samplers import FlowSchedule, GaussianData, GaussianMixture1D, VPSchedule, sample  # noqa: E402
+from ode_samplers import (  # noqa: E402
+    FlowSchedule,
+    GaussianData,
+    GaussianMixture1D,
+    VPSchedule,
+    error_vs_nfe,
+)
 
 NFES = (10, 20, 40, 80)
 METHODS = [
@@ -27,22 +32,6 @@ METHODS = [
     ("heun", {}),
     ("deis", {"order": 3}),
 ]
-
-
-def errors(problem, schedule, noise, method, kwargs, spacing, prediction="eps"):
-    model_fn = problem.model_fn(schedule, prediction)
-    t_min = schedule.t_min
-    ref = problem.ode_solution(noise, schedule.t_max, t_min, schedule)
-    if t_min > 0:
-        ref = problem.x0(ref, jnp.full(noise.shape[:1], t_min), schedule)
-    nfes, errs = [], []
-    for n in NFES:
-        steps = (n + 1) // 2 if method in ("heun", "dpmpp_2s") else n
-        x, nfe = sample(model_fn, noise, schedule=schedule, method=method, num_steps=steps,
-                        prediction=prediction, spacing=spacing, return_nfe=True, **kwargs)  # fmt: skip
-        nfes.append(nfe)
-        errs.append(float(jnp.max(jnp.abs(x - ref))))
-    return nfes, errs, -np.polyfit(np.log(nfes), np.log(errs), 1)[0]
 
 
 def table(title, rows):
@@ -71,14 +60,15 @@ def main():
         for spacing in ("time_uniform", "quadratic", "log_snr"):
             for method, kw in METHODS:
                 name = method + (f"-{kw['order']}" if "order" in kw else "")
-                rows.append((name, spacing, *errors(problem, vp, noise, method, kw, spacing)))
+                res = error_vs_nfe(problem, vp, noise, method, NFES, spacing=spacing, **kw)
+                rows.append((name, spacing, *res))
         table(f"VPSchedule.linear, eps prediction — {title}", rows)
     noise = jax.random.normal(jax.random.key(1), (16, 3), jnp.float64)
     rows = []
     for method in ("euler", "heun"):
         for pred in ("flow", "x0"):
-            res = errors(
-                GaussianData(0.3, 0.5), FlowSchedule(), noise, method, {}, "time_uniform", pred
+            res = error_vs_nfe(
+                GaussianData(0.3, 0.5), FlowSchedule(), noise, method, NFES, prediction=pred
             )
             rows.append((f"{method} ({pred})", "time_uniform", *res))
     table("FlowSchedule (t: 1 -> 0), exact Gaussian velocity", rows)

@@ -2,9 +2,8 @@
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import pytest
-from ode_samplers import FlowSchedule, GaussianData, GaussianMixture1D, VPSchedule, sample
+from ode_samplers import FlowSchedule, GaussianData, GaussianMixture1D, VPSchedule, error_vs_nfe
 
 NFES = (10, 20, 40, 80)
 # (method, kwargs, minimum fitted slope of log(error) vs log(NFE), spacing)
@@ -21,26 +20,6 @@ CASES = [
 FIRST_ORDER = {"ddim", "euler"}
 
 
-def _slope(nfes, errs):
-    return -np.polyfit(np.log(nfes), np.log(errs), 1)[0]
-
-
-def _errors(problem, schedule, noise, method, kwargs, spacing, prediction):
-    """Final error of the default grid (t_max -> t_min, then denoise) vs the exact solution."""
-    model_fn = problem.model_fn(schedule, prediction)
-    t_min = schedule.t_min
-    x_tmin = problem.ode_solution(noise, schedule.t_max, t_min, schedule)
-    reference = problem.x0(x_tmin, jnp.full(noise.shape[:1], t_min), schedule)
-    nfes, errs = [], []
-    for n in NFES:
-        steps = (n + 1) // 2 if method in ("heun", "dpmpp_2s") else n
-        x, nfe = sample(model_fn, noise, schedule=schedule, method=method, num_steps=steps,
-                        prediction=prediction, spacing=spacing, return_nfe=True, **kwargs)  # fmt: skip
-        nfes.append(nfe)
-        errs.append(float(jnp.max(jnp.abs(x - reference))))
-    return nfes, errs
-
-
 @pytest.mark.parametrize(("method", "kwargs", "min_slope", "spacing"), CASES)
 @pytest.mark.parametrize("problem_name", ["gaussian", "mixture"])
 def test_vp_convergence_order(method, kwargs, min_slope, spacing, problem_name):
@@ -52,8 +31,9 @@ def test_vp_convergence_order(method, kwargs, min_slope, spacing, problem_name):
         else:
             problem = GaussianMixture1D()
             noise = jnp.linspace(-2.5, 2.5, 24, dtype=jnp.float64)[:, None]
-        nfes, errs = _errors(problem, schedule, noise, method, kwargs, spacing, "eps")
-    slope = _slope(nfes, errs)
+        nfes, errs, slope = error_vs_nfe(
+            problem, schedule, noise, method, NFES, spacing=spacing, **kwargs
+        )
     assert slope >= min_slope, (method, kwargs, nfes, errs, slope)
     if min_slope < 1.5:  # first-order methods must not look better than first order either
         assert slope <= 1.3, (method, nfes, errs, slope)
@@ -68,14 +48,7 @@ def test_flow_path_convergence_order(method, min_slope, prediction):
         schedule = FlowSchedule()
         problem = GaussianData(0.3, 0.5)
         noise = jax.random.normal(jax.random.key(1), (16, 3), jnp.float64)
-        model_fn = problem.model_fn(schedule, prediction)
-        reference = problem.ode_solution(noise, 1.0, 0.0, schedule)
-        nfes, errs = [], []
-        for n in NFES:
-            steps = (n + 1) // 2 if method == "heun" else n
-            x, nfe = sample(model_fn, noise, schedule=schedule, method=method, num_steps=steps,
-                            prediction=prediction, return_nfe=True)  # fmt: skip
-            nfes.append(nfe)
-            errs.append(float(jnp.max(jnp.abs(x - reference))))
-    slope = _slope(nfes, errs)
+        nfes, errs, slope = error_vs_nfe(
+            problem, schedule, noise, method, NFES, prediction=prediction
+        )
     assert slope >= min_slope, (method, nfes, errs, slope)

@@ -7,7 +7,7 @@
 Time t in [0, 1]: t = 0 data, t = 1 noise; a discrete timestep n is t = (n + 1) / N.
 """
 
-from ._exact import GaussianData, GaussianMixture1D
+from ._exact import GaussianData, GaussianMixture1D, error_vs_nfe
 from ._grid import SPACINGS, time_grid
 from ._guidance import guided
 from ._samplers import METHODS, PREDICTIONS, nfe, sample
@@ -23,6 +23,7 @@ __all__ = [
     "GaussianData",
     "GaussianMixture1D",
     "VPSchedule",
+    "error_vs_nfe",
     "guided",
     "nfe",
     "sample",
