@@ -1,6 +1,7 @@
 """CLI behaviour: help, one-line errors, the micro end-to-end `reproduce`, and `--resume`."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -101,6 +102,7 @@ def test_reproduce_micro_writes_both_tables(micro):
         assert f"| {name}" in t1, name
         assert f"| {name}" in t2, name
     assert "20 ancestral steps" in report  # the reduced DDPM is disclosed
+    assert f"({os.cpu_count()} cores)" in report  # the machine is named
     for fig in ("histograms.png", "binned_means.png", "samples.png"):
         assert (micro / "eval" / "figures" / fig).stat().st_size > 1000
     # every stage's wall time is in the report

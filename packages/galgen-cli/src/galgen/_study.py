@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import time
 from collections.abc import Sequence
@@ -95,6 +96,7 @@ def environment() -> dict[str, Any]:
         "n_devices": jax.device_count(),
         "host": platform.node(),
         "cpu": _cpu_name(),
+        "cores": os.cpu_count(),
         "python": platform.python_version(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
@@ -648,7 +650,8 @@ def bench(
             )
     env = environment()
     lines = [
-        f"Device: {env['device']} ({env['cpu']}), batch {batch}, median of {repeats} after compile.",
+        f"Device: {env['device']} ({env['cpu']}, {env['cores']} cores), batch {batch}, "
+        f"median of {repeats} after compile.",
         "",
         "| Method | NFE | Params | Time / batch (s) | Images/s | GFLOPs / image |",
         "|---|---|---|---|---|---|",
@@ -869,7 +872,7 @@ def _write_report(
         timing.append(f"| {rec.stem} | {json.loads(rec.read_text())['seconds']:.0f} |")
     text = f"""# galgen reproduce — preset `{preset}`
 
-Machine: {env["cpu"]}; JAX device {env["device"]} × {env["n_devices"]}; Python {env["python"]};
+Machine: {env["cpu"]} ({env["cores"]} cores); JAX device {env["device"]} × {env["n_devices"]}; Python {env["python"]};
 jax {env["versions"].get("jax")}, flax {env["versions"].get("flax")}; {env["date"]}.
 Wall time of this run (stages not skipped): {seconds:.0f} s.
 
