@@ -36,3 +36,54 @@ def test_ablation_grid_of_table3_is_present():
         ("pmf-25m", "l2", False),
     } <= grid
     assert REPRODUCE_PRESETS["paper"]["ddpm_steps"] == 1000
+
+
+def _runs(preset):
+    """Every resolved training config a reproduce preset trains, by run name."""
+    p = REPRODUCE_PRESETS[preset]
+    runs = {m: resolve(p[m][0], dict(p[m][1])) for m in ("ddpm", "pmf")}
+    for label, over in (p.get("ablations") or {}).items():
+        runs[label] = resolve(p["pmf"][0], {**p["pmf"][1], **over})
+    return runs
+
+
+@pytest.mark.parametrize("preset", sorted(REPRODUCE_PRESETS))
+def test_every_reproduce_run_is_a_valid_config(preset):
+    """A typo in a preset must fail here, not hours into a run."""
+    from diffusion_core import DDPMConfig, TrainConfig
+    from gen_backbones import PRESETS
+    from meanflow import PMFConfig
+
+    for name, cfg in _runs(preset).items():
+        assert cfg["backbone"]["preset"] in PRESETS, name
+        (DDPMConfig if cfg["model"] == "ddpm" else PMFConfig)(**cfg["objective"])
+        TrainConfig(**cfg["train"])
+
+
+def test_paper_ablations_are_table3():
+    p = REPRODUCE_PRESETS["paper"]
+    rows = {
+        label: (c["backbone"]["preset"], c["objective"]["loss"], c["objective"]["label_smoothing"])
+        for label, c in _runs("paper").items()
+        if label != "ddpm"
+    }
+    assert rows.pop("pmf") == ("pmf-1m", "l2", 0.01) and p["ablation_base"] == "p-MF 1M L2"
+    assert rows == {
+        "p-MF 1M Huber": ("pmf-1m", "huber", 0.01),
+        "p-MF 1M Huber-NLS": ("pmf-1m", "huber", 0.0),
+        "p-MF 25M L2": ("pmf-25m", "l2", 0.01),
+        "p-MF 25M L2-NLS": ("pmf-25m", "l2", 0.0),
+    }
+
+
+def test_cpu_ablations_are_the_full_loss_by_smoothing_grid():
+    runs = _runs("cpu")
+    grid = {
+        (c["objective"]["loss"], c["objective"]["label_smoothing"] > 0)
+        for label, c in runs.items()
+        if label != "ddpm"
+    }
+    assert grid == {("l2", True), ("l2", False), ("huber", True), ("huber", False)}
+    # every Table 3 run trains exactly like the main pMF run apart from the objective
+    assert len({str(c["train"]) for label, c in runs.items() if label != "ddpm"}) == 1
+    assert REPRODUCE_PRESETS["cpu"]["n_eval"] >= 1000
