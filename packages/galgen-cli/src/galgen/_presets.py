@@ -96,7 +96,7 @@ REPRODUCE_PRESETS: dict[str, dict[str, Any]] = {
     # (DDPM and each pMF run get about the same wall time), and the Table 3 grid at tiny scale.
     "cpu": {
         "data": {"n_train": 8192, "n_val": 256, "n_test": 1024, "size": 32},
-        "ddpm": ("ddpm-tiny", {"train.steps": 8000}),
+        "ddpm": ("ddpm-tiny", {"train.steps": 6000}),
         "pmf": ("pmf-tiny", {"train.steps": 2500}),
         "n_eval": 1024,
         "ddpm_steps": 1000,
