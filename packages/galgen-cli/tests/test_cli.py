@@ -141,9 +141,12 @@ def test_generated_files_are_in_the_real_schema_and_matched(micro):
 
 
 def test_reproduce_skips_finished_stages(micro):
+    # an ablation run interrupted before its stage record was written resumes from its checkpoint
+    (micro / "stages" / "train-p_mf_tiny_huber_nls.json").unlink()
     res = runner.invoke(app, ["reproduce", "--preset", "test", "--out", str(micro)])
     assert res.exit_code == 0, res.output
     assert res.output.count("skip") >= 8
+    assert "done train-p_mf_tiny_huber_nls" in res.output
 
 
 def test_resume_continues_training(micro, tmp_path):

@@ -736,8 +736,10 @@ def reproduce(out: Path, *, preset: str, data: Path | None, force: bool, seed: i
 
         def do_train():
             resume = (run_dir / "config.json").exists()
+            # a resumed run keeps its stored config; only its length may change
+            ov = [o for o in overrides if o.startswith("train.")] if resume else overrides
             return train(
-                model, data_dir, run_dir, preset=tp, overrides=overrides, resume=resume, seed=seed
+                model, data_dir, run_dir, preset=tp, overrides=ov, resume=resume, seed=seed
             )
 
         stage(name, do_train, run_dir)
