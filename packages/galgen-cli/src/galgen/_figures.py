@@ -31,13 +31,11 @@ def histograms(ref: dict, gens: dict[str, dict], stats, path: Path) -> None:
     fig, axes = plt.subplots(1, len(stats), figsize=(4 * len(stats), 3.2))
     for ax, s in zip(np.atleast_1d(axes), stats):
         edges = mm.default_edges(s)
-        vals = ref[s][np.isfinite(ref[s])]
-        if vals.size:
-            ax.hist(vals, bins=edges, density=True, color="0.7", label="real")
-        for name, g in gens.items():
-            vals = g[s][np.isfinite(g[s])]
+        styles = {"real": {"color": "0.7"}} | {name: {"histtype": "step"} for name in gens}
+        for name, d in {"real": ref, **gens}.items():
+            vals = d[s][np.isfinite(d[s])]
             if vals.size:  # a set with every stamp flagged has no histogram
-                ax.hist(vals, bins=edges, density=True, histtype="step", label=name)
+                ax.hist(vals, bins=edges, density=True, label=name, **styles[name])
         ax.set_xlabel(_LABELS.get(s, s))
     np.atleast_1d(axes)[0].legend(fontsize=7)
     _save(fig, path)
