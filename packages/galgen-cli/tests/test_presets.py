@@ -1,5 +1,5 @@
 import pytest
-from galgen._presets import REPRODUCE_PRESETS, TRAIN_PRESETS, resolve
+from galgen._presets import REPRODUCE_PRESETS, TRAIN_PRESETS, resolve, study_runs
 
 
 def test_overrides_are_typed_and_nested():
@@ -40,11 +40,8 @@ def test_ablation_grid_of_table3_is_present():
 
 def _runs(preset):
     """Every resolved training config a reproduce preset trains, by run name."""
-    p = REPRODUCE_PRESETS[preset]
-    runs = {m: resolve(p[m][0], dict(p[m][1])) for m in ("ddpm", "pmf")}
-    for label, over in (p.get("ablations") or {}).items():
-        runs[label] = resolve(p["pmf"][0], {**p["pmf"][1], **over})
-    return runs
+    runs = study_runs(REPRODUCE_PRESETS[preset])
+    return {name: resolve(tp, over) for name, (_, tp, over) in runs.items()}
 
 
 @pytest.mark.parametrize("preset", sorted(REPRODUCE_PRESETS))
@@ -54,7 +51,9 @@ def test_every_reproduce_run_is_a_valid_config(preset):
     from gen_backbones import PRESETS
     from meanflow import PMFConfig
 
+    planned = study_runs(REPRODUCE_PRESETS[preset])
     for name, cfg in _runs(preset).items():
+        assert cfg["model"] == planned[name][0], name  # reproduce trains the preset's own model
         assert cfg["backbone"]["preset"] in PRESETS, name
         (DDPMConfig if cfg["model"] == "ddpm" else PMFConfig)(**cfg["objective"])
         TrainConfig(**cfg["train"])

@@ -128,6 +128,19 @@ REPRODUCE_PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+def study_runs(p: dict[str, Any]) -> dict[str, tuple[str, str, dict[str, Any]]]:
+    """Every training run of reproduce preset ``p``: name -> (model, training preset, overrides).
+
+    Names are ``"ddpm"``, ``"pmf"`` and each Table 3 label; an ablation's overrides are the main
+    pMF run's overrides updated with its own, so it differs from that run only where it says.
+    """
+    runs = {m: (m, p[m][0], dict(p[m][1])) for m in ("ddpm", "pmf")}
+    tp, base = p["pmf"]
+    for label, over in (p.get("ablations") or {}).items():
+        runs[label] = ("pmf", tp, {**base, **over})
+    return runs
+
+
 def parse_value(text: str) -> Any:
     """``--set`` value: JSON if it parses (numbers, true/false/null, lists), else the string."""
     try:

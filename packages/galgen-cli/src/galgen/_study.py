@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from galgen._errors import GalgenError
-from galgen._presets import REPRODUCE_PRESETS, apply_overrides, resolve
+from galgen._presets import REPRODUCE_PRESETS, apply_overrides, resolve, study_runs
 
 #: Default number of sampler steps per method (the study's Table 1 settings).
 DEFAULT_STEPS = {
@@ -242,16 +242,17 @@ def train(
     ds = open_split(split_path(Path(cfg["data_dir"]), "training"))
     n, size, _, channels = ds.images.shape
     if not resume:
-        tf = _transform(cfg["data"]["transform"]).fit(ds, seed=seed)
+        x = sample_images(ds, 2048, seed)  # one read serves the fit and the range
+        tf = _transform(cfg["data"]["transform"]).fit(x)
         cfg["transform"] = tf.to_dict()
         # the stretched training range: samplers clip their denoised estimates to it
-        y = tf.forward(sample_images(ds, 2048, seed))
+        y = tf.forward(x)
         cfg["data_range"] = [float(y.min()), float(y.max())]
         cfg["image_size"], cfg["channels"] = int(size), int(channels)
         cfg["environment"] = environment()
         out.mkdir(parents=True, exist_ok=True)
         _write_json(cfg_path, cfg)
-    tf = load_transform(cfg)
+    tf = load_transform(cfg)  # the stored transform, so a resumed run stretches identically
     net = _build(cfg, size, channels)
     params = net.init(jax.random.key(seed))
     loss_fn = _objective(cfg, net)
@@ -779,8 +780,9 @@ def reproduce(out: Path, *, preset: str, data: Path | None, force: bool, seed: i
             eval_dir,
         )
 
+    planned = study_runs(p)
     runs = {
-        model: train_stage(f"train-{model}", model, *p[model], out / "runs" / model)
+        model: train_stage(f"train-{model}", model, *planned[model][1:], out / "runs" / model)
         for model in ("ddpm", "pmf")
     }
     samples: dict[str, Path] = {}
@@ -811,10 +813,9 @@ def reproduce(out: Path, *, preset: str, data: Path | None, force: bool, seed: i
     abl_dir = out / "eval" / "ablations" if ablations else None
     if ablations:
         abl = {p["ablation_base"]: samples[PMF_ROWS[0][0]]}
-        tp, base_over = p["pmf"]
-        for label, over in ablations.items():
+        for label in ablations:
             run_dir = out / "runs" / f"pmf-{_slug(label)}"
-            run = train_stage(f"train-{_slug(label)}", "pmf", tp, {**base_over, **over}, run_dir)
+            run = train_stage(f"train-{_slug(label)}", *planned[label], run_dir)
             abl[label] = sample_stage(label, run, "pmf", 1)
         evaluate_stage("evaluate-ablations", abl, abl_dir)
 
