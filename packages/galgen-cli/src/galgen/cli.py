@@ -247,7 +247,7 @@ def reproduce(
     preset: Annotated[
         str,
         typer.Option(
-            help="smoke (CPU, ~11 min, default), cpu (CPU, <= 2 h, 1,024 test galaxies and "
+            help="smoke (CPU, ~13 min, default), cpu (CPU, <= 2 h, 1,024 test galaxies and "
             "Table 3), paper (GPU) or test."
         ),
     ] = "smoke",
