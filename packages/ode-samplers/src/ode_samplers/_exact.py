@@ -136,7 +136,7 @@ def error_vs_nfe(
     """
     import numpy as np
 
-    from ._samplers import sample
+    from ._samplers import _TWO_EVAL, sample
 
     model_fn = problem.model_fn(schedule, prediction)
     t_min = schedule.t_min
@@ -145,7 +145,7 @@ def error_vs_nfe(
         reference = problem.x0(reference, jnp.full(noise.shape[:1], t_min), schedule)
     used, errors = [], []
     for n in nfes:
-        steps = (n + 1) // 2 if method in ("heun", "dpmpp_2s") else n
+        steps = (n + 1) // 2 if method in _TWO_EVAL else n
         x, nfe = sample(model_fn, noise, schedule=schedule, method=method, num_steps=steps,
                         prediction=prediction, spacing=spacing, return_nfe=True, **kwargs)  # fmt: skip
         used.append(int(nfe))
