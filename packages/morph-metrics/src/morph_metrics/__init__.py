@@ -4,8 +4,31 @@ Measure semi-major axis, ellipticity, Sérsic index and isophotal area on ``(N, 
 with :func:`measure` (``protocol="statmorph"`` or ``"paper"``), then compare a generated sample to
 a reference one with :func:`jsd` on :func:`histograms` and with :func:`bcd`, and format the
 results like the reference study's Table 1 with :func:`format_table`.
+
+Photometry (:func:`photometry`: aperture fluxes, asinh magnitudes, colours), image statistics
+(:func:`sky_noise`, :func:`border_excess`, :func:`radial_profile`, :func:`pixel_histogram`), the
+real-vs-real floor (:func:`real_floor`, :func:`floor_ratio`) and photometric redshifts
+(:class:`PhotoZ`, extra ``morph-metrics[photoz]``) are morphology's neighbours.
 """
 
+from ._floor import (
+    bcd_units,
+    column_edges,
+    compare_columns,
+    floor_ratio,
+    match_redshifts,
+    real_floor,
+)
+from ._imagestats import (
+    border_excess,
+    border_mask,
+    border_mean,
+    border_pixels,
+    pixel_histogram,
+    radial_profile,
+    sky_noise,
+    sky_ratio,
+)
 from ._measure import PROTOCOLS, Flag, measure
 from ._metrics import (
     BCD_EDGES,
@@ -18,6 +41,24 @@ from ._metrics import (
     jsd,
     jsd_bootstrap,
 )
+from ._photometry import (
+    COLOUR_Z_EDGES,
+    HSC_BANDS,
+    HSC_ZERO_POINT,
+    PHOTOMETRY_RANGES,
+    aperture_flux,
+    aperture_weights,
+    asinh_mag,
+    binned_median_offset,
+    binned_quantiles,
+    colour_names,
+    colours,
+    flux_edges,
+    photometry,
+    photometry_edges,
+    softening_from_sky,
+)
+from ._photoz import OUTLIER_THRESHOLD, PhotoZ, photoz_features, photoz_metrics
 from ._report import format_table, format_value
 from ._survey import HSC, Survey, gaussian_psf
 
@@ -25,20 +66,53 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BCD_EDGES",
+    "COLOUR_Z_EDGES",
     "DEFAULT_BINS",
     "DEFAULT_RANGES",
-    "HSC",
-    "PROTOCOLS",
     "Flag",
+    "HSC",
+    "HSC_BANDS",
+    "HSC_ZERO_POINT",
+    "OUTLIER_THRESHOLD",
+    "PHOTOMETRY_RANGES",
+    "PROTOCOLS",
+    "PhotoZ",
     "Survey",
+    "aperture_flux",
+    "aperture_weights",
+    "asinh_mag",
     "bcd",
+    "bcd_units",
+    "binned_median_offset",
+    "binned_quantiles",
+    "border_excess",
+    "border_mask",
+    "border_mean",
+    "border_pixels",
+    "colour_names",
+    "colours",
+    "column_edges",
     "compare",
+    "compare_columns",
     "default_edges",
+    "floor_ratio",
+    "flux_edges",
     "format_table",
     "format_value",
     "gaussian_psf",
     "histograms",
     "jsd",
     "jsd_bootstrap",
+    "match_redshifts",
     "measure",
+    "photometry",
+    "photometry_edges",
+    "photoz_features",
+    "photoz_metrics",
+    "pixel_histogram",
+    "radial_profile",
+    "real_floor",
+    "sky_noise",
+    "sky_ratio",
+    "softening_from_sky",
 ]
