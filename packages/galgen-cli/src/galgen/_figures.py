@@ -1,4 +1,5 @@
-"""Figures of the evaluation: unconditional histograms, redshift-binned means, sample grids."""
+"""Figures of the evaluation: histograms, redshift-binned means, sample grids, colour–redshift,
+radial profiles and pixel histograms."""
 
 from __future__ import annotations
 
@@ -126,3 +127,69 @@ def _save(fig, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     plt.close(fig)
+
+
+def colour_redshift(ref: dict, gens: dict[str, dict], colours, path: Path, edges=None) -> None:
+    """One panel per colour: median and 16–84 % band vs redshift, real (grey band) and each method."""
+    import morph_metrics as mm
+
+    plt = _plt()
+    edges = np.linspace(0, 4, 9) if edges is None else np.asarray(edges)
+    centers = 0.5 * (edges[1:] + edges[:-1])
+    fig, axes = plt.subplots(1, len(colours), figsize=(3.6 * len(colours), 3.2), squeeze=False)
+    for ax, c in zip(axes[0], colours):
+        for name, d in {"real": ref, **gens}.items():
+            lo, med, hi = mm.binned_quantiles(d["redshift"], d[c], edges)
+            if name == "real":
+                ax.fill_between(centers, lo, hi, color="0.8", label="real 16–84 %")
+                ax.plot(centers, med, "k-o", ms=3, label="real median")
+            else:
+                (ln,) = ax.plot(centers, med, "-o", ms=3, label=name)
+                ax.plot(centers, lo, ":", color=ln.get_color(), lw=0.8)
+                ax.plot(centers, hi, ":", color=ln.get_color(), lw=0.8)
+        ax.set_xlabel("redshift")
+        ax.set_ylabel(f"{c} [mag]")
+    axes[0, 0].legend(fontsize=6)
+    _save(fig, path)
+
+
+def radial_profiles(ref: dict, gens: dict[str, dict], edges, sky, bands, path: Path) -> None:
+    """Median azimuthal profile per band in units of the real sky σ (symlog), real vs methods."""
+    plt = _plt()
+    r = 0.5 * (np.asarray(edges)[1:] + np.asarray(edges)[:-1])
+    fig, axes = plt.subplots(1, len(bands), figsize=(3.2 * len(bands), 3.0), squeeze=False)
+    for k, (ax, b) in enumerate(zip(axes[0], bands)):
+        for name, d in {"real": ref, **gens}.items():
+            prof = np.nanmedian(d["profile"][:, :, k], axis=0) / sky[k]
+            ax.plot(
+                r, prof, "k-" if name == "real" else "-", lw=2 if name == "real" else 1, label=name
+            )
+        ax.set_yscale("symlog", linthresh=1.0)
+        ax.axhline(0, color="0.6", lw=0.5)
+        ax.set_xlabel("radius [px]")
+        ax.set_title(f"band {b}", fontsize=8)
+    axes[0, 0].set_ylabel("median flux / real sky σ")
+    axes[0, 0].legend(fontsize=6)
+    _save(fig, path)
+
+
+def pixel_histograms(ref: dict, gens: dict[str, dict], edges, bands, path: Path) -> None:
+    """Pixel-value distributions per band in asinh(pixel / real sky σ), log density."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(bands), figsize=(3.2 * len(bands), 3.0), squeeze=False)
+    for k, (ax, b) in enumerate(zip(axes[0], bands)):
+        for name, d in {"real": ref, **gens}.items():
+            h = d["pixhist"][k] / max(d["pixhist"][k].sum(), 1)
+            ax.stairs(
+                h,
+                edges,
+                color="k" if name == "real" else None,
+                lw=2 if name == "real" else 1,
+                label=name,
+            )
+        ax.set_yscale("log")
+        ax.set_xlabel("asinh(pixel / real sky σ)")
+        ax.set_title(f"band {b}", fontsize=8)
+    axes[0, 0].set_ylabel("fraction of pixels")
+    axes[0, 0].legend(fontsize=6)
+    _save(fig, path)

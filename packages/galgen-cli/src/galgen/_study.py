@@ -471,9 +471,15 @@ def file_digest(path: Path) -> str:
 
 
 def measure_file(
-    path: Path, cache: Path, protocol: str, n: int | None = None, chunk: int = 2048
+    path: Path,
+    cache: Path,
+    protocol: str,
+    n: int | None = None,
+    chunk: int = 2048,
+    idx: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
-    """Morphology columns of the first ``n`` galaxies in ``path`` (cached by file hash)."""
+    """Morphology columns of the first ``n`` galaxies in ``path``, or of the galaxies ``idx`` (in
+    that order) when given (cached by file hash)."""
     from galaxiesml_data import BANDS, PIXEL_SCALE, PSF_FWHM, open_split
     from morph_metrics import measure
 
@@ -481,13 +487,27 @@ def measure_file(
     m = len(ds) if n is None else min(n, len(ds))
     cache.mkdir(parents=True, exist_ok=True)
     key = f"{file_digest(path)[:16]}-{protocol}-{m}.npz"
+    if idx is not None:
+        idx = np.asarray(idx, np.int64)
+        m = idx.size
+        key = f"{file_digest(path)[:16]}-{protocol}-idx{hashlib.sha256(idx.tobytes()).hexdigest()[:16]}.npz"
     hit = cache / key
     if hit.exists():
         with np.load(hit) as f:
             return {k: f[k] for k in f.files}
+
+    def read(i: int, j: int) -> np.ndarray:
+        if idx is None:
+            return np.asarray(ds.images[i:j])
+        sel = idx[i:j]
+        order = np.argsort(sel)
+        x = np.empty((sel.size, *ds.images.shape[1:]), np.float32)
+        x[order] = ds.images[sel[order]]
+        return x
+
     parts = [
         measure(
-            np.asarray(ds.images[i : min(i + chunk, m)]),
+            read(i, min(i + chunk, m)),
             band=0,  # g, as in the study
             protocol=protocol,
             pixel_scale=PIXEL_SCALE,
@@ -497,7 +517,8 @@ def measure_file(
         for i in range(0, m, chunk)
     ]
     cols = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    cols["redshift"] = np.asarray(ds.redshift[:m], np.float64)
+    z = np.asarray(ds.redshift[:], np.float64)
+    cols["redshift"] = z[:m] if idx is None else z[idx]
     tmp = cache / (key + ".tmp.npz")
     np.savez(tmp, **cols)
     tmp.replace(hit)
@@ -556,13 +577,19 @@ def evaluate(
     names: Sequence[str] | None = None,
     cache: Path | None = None,
 ) -> str:
-    """``galgen evaluate``: morphology, Table 1 (markdown + JSON) and figures under ``out``.
+    """``galgen evaluate``: morphology (Table 1), photometry, image statistics and photo-z tables
+    (markdown + JSON) and figures under ``out``.
 
-    Morphology is cached by file hash in ``cache`` (default ``out/cache``).
+    Every table has a "real vs real" row: the first n real galaxies against a redshift-matched
+    draw from the validation split next to ``real`` (the training split if validation is too
+    small). The photo-z is trained on that directory's training split. Morphology and photometry
+    are cached by file hash in ``cache`` (default ``out/cache``).
     """
     import h5py
+    import morph_metrics as mm
 
     from galgen import _figures
+    from galgen import _photeval as pe
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -583,8 +610,26 @@ def evaluate(
         gen_cols[label] = measure_file(Path(g), cache, protocol)
     ref = measure_file(Path(real), cache, protocol, n=n_max or None)
     rows = {lab: compare(ref, gen_cols[lab], lab, n_boot, seed) for lab in labels}
+    n_ref = len(ref["redshift"])
+    floor_path, floor_idx = pe.floor_indices(Path(real), n_ref)
+    ref2 = measure_file(floor_path, cache, protocol, idx=floor_idx)
+    floor = mm.real_floor(ref, ref2, ref["redshift"], STATS, n_boot=n_boot, seed=seed)
+    floor |= {"n": n_ref, "n_good": int(np.sum((ref["flag"] == 0) & (ref2["flag"] == 0)))}
+    rows = {pe.FLOOR: floor, **rows}
+    ratios = {lab: mm.floor_ratio(r, floor) for lab, r in rows.items() if lab != pe.FLOOR}
     md = table1(rows, nfe)
-    (out / "table1.md").write_text(md + "\n")
+    ratio_lines = [
+        "| Method | "
+        + " | ".join(f"{m.upper()} {STAT_LABELS[s]}" for m in ("bcd", "jsd") for s in STATS)
+        + " |",
+        "|" + "---|" * (1 + 2 * len(STATS)),
+    ] + [
+        f"| {lab} | " + " | ".join(f"{r[m][s]:.2f}" for m in ("bcd", "jsd") for s in STATS) + " |"
+        for lab, r in ratios.items()
+    ]
+    (out / "table1.md").write_text(
+        md + "\n\n**Ratio to the real-vs-real floor**\n\n" + "\n".join(ratio_lines) + "\n"
+    )
     _write_json(
         out / "table1.json",
         {
@@ -593,9 +638,12 @@ def evaluate(
             "seed": seed,
             "n_real": len(ref["redshift"]),
             "rows": rows,
+            "ratio_to_floor": ratios,
+            "floor_sample": {"path": str(floor_path), "n": int(floor_idx.size)},
             "nfe": nfe,
         },
     )
+    _photometry_tables(Path(real), dict(zip(labels, generated)), out, cache, n_ref, n_boot, seed)
     _figures.histograms(ref, gen_cols, STATS, out / "figures" / "histograms.png")
     _figures.binned_means(ref, gen_cols, STATS, out / "figures" / "binned_means.png")
     _figures.sample_grid(
@@ -604,6 +652,40 @@ def evaluate(
         out / "figures" / "samples.png",
     )
     return md
+
+
+def _photometry_tables(
+    real: Path, generated: dict[str, Path], out: Path, cache: Path, n: int, n_boot: int, seed: int
+) -> None:
+    """photometry.{md,json}, imagestats.{md,json}, photoz.{md,json} and their figures."""
+    from galgen import _figures
+    from galgen import _photeval as pe
+
+    st = pe.settings(real, n)
+    ref = pe.summarize(real, st, cache, idx=np.arange(n))
+    floor_path, floor_idx = pe.floor_indices(real, n)
+    floor = pe.summarize(floor_path, st, cache, idx=floor_idx)
+    gens = {lab: pe.summarize(Path(g), st, cache) for lab, g in generated.items()}
+    meta = {"settings": st, "floor_sample": {"path": str(floor_path), "n": int(floor_idx.size)}}
+    phot = pe.photometry_table(ref, gens, floor, n_boot, seed, st["bands"])
+    (out / "photometry.md").write_text(pe.photometry_markdown(phot))
+    _write_json(out / "photometry.json", {**meta, "n_boot": n_boot, "seed": seed, **phot})
+    ims = pe.imagestats_table(ref, gens, floor, st)
+    (out / "imagestats.md").write_text(pe.imagestats_markdown(ims))
+    _write_json(out / "imagestats.json", {**meta, **ims})
+    train = split_path(real.parent, "training")
+    pz = pe.photoz_estimator(train, st, cache, seed)
+    pzt = pe.photoz_table(pz, ref, gens, st["bands"])
+    (out / "photoz.md").write_text(pe.photoz_markdown(pzt))
+    _write_json(out / "photoz.json", {**meta, "training_file": str(train), **pzt})
+    import morph_metrics as mm
+
+    figs = out / "figures"
+    _figures.colour_redshift(ref, gens, mm.colour_names(st["bands"]), figs / "colour_redshift.png")
+    _figures.radial_profiles(
+        ref, gens, st["profile_edges"], st["sky"], st["bands"], figs / "radial_profiles.png"
+    )
+    _figures.pixel_histograms(ref, gens, pe.HIST_EDGES, st["bands"], figs / "pixel_histograms.png")
 
 
 # ----------------------------------------------------------------------------- bench
@@ -887,7 +969,19 @@ Wall time of this run (stages not skipped): {seconds:.0f} s.
 ## Table 2 — inference cost
 
 {t2}
-{t3}## Stage wall times (as recorded when each stage ran)
+{t3}## Photometry — aperture flux, asinh magnitude and colour JSD and BCD, with the real-vs-real floor
+
+{(eval_dir / "photometry.md").read_text()}
+## Image statistics — sky noise, border, colour offsets per redshift bin
+
+{(eval_dir / "imagestats.md").read_text()}
+## Photometric redshift — does the redshift conditioning work?
+
+A gradient-boosted photo-z trained on the real training split predicts z of every set; Δz is
+against the true redshift (real test) or the conditioning redshift (methods).
+
+{(eval_dir / "photoz.md").read_text()}
+## Stage wall times (as recorded when each stage ran)
 
 {chr(10).join(timing)}
 
@@ -898,5 +992,11 @@ Wall time of this run (stages not skipped): {seconds:.0f} s.
 ![redshift-binned means](eval/figures/binned_means.png)
 
 ![samples](eval/figures/samples.png)
+
+![colour vs redshift](eval/figures/colour_redshift.png)
+
+![radial profiles](eval/figures/radial_profiles.png)
+
+![pixel histograms](eval/figures/pixel_histograms.png)
 """
     path.write_text(text)

@@ -21,8 +21,8 @@ from ._floor import (
 )
 from ._imagestats import (
     border_excess,
+    border_level,
     border_mask,
-    border_mean,
     border_pixels,
     pixel_histogram,
     radial_profile,
@@ -87,7 +87,7 @@ __all__ = [
     "binned_quantiles",
     "border_excess",
     "border_mask",
-    "border_mean",
+    "border_level",
     "border_pixels",
     "colour_names",
     "colours",

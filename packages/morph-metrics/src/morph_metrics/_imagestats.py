@@ -51,9 +51,13 @@ def sky_ratio(gen: np.ndarray, real: np.ndarray, width: int = 4) -> np.ndarray:
     return np.median(sky_noise(gen, width), axis=0) / np.median(sky_noise(real, width), axis=0)
 
 
-def border_mean(images: np.ndarray) -> np.ndarray:
-    """Mean of the outermost pixel ring (width 1) over all stamps, per band ``(C,)``."""
-    return border_pixels(images, 1).astype(np.float64).mean(axis=(0, 1))
+def border_level(images: np.ndarray) -> np.ndarray:
+    """Median of each stamp's outermost pixel ring (width 1), per stamp and band ``(N, C)``.
+
+    A median, not a mean: a companion galaxy crossing the edge of a few stamps does not move it,
+    while a frame of constant amplitude on the edge shifts it by exactly that amplitude.
+    """
+    return np.median(border_pixels(images, 1).astype(np.float64), axis=1)
 
 
 def border_excess(
@@ -61,12 +65,14 @@ def border_excess(
 ) -> np.ndarray:
     """Border excess per band ``(C,)``, in units of the real sky σ.
 
-    ``(mean outermost ring of gen − mean outermost ring of real) / σ_sky,real`` with ``σ_sky,real``
-    the median :func:`sky_noise` of the real stamps (border ``sky_width`` px) unless ``real_sky``
-    ``(C,)`` is given. A bright frame of amplitude ``A σ`` on the edge pixels scores ``A``.
+    ``(level of gen − level of real) / σ_sky,real``, with the level of a set the median over its
+    stamps of :func:`border_level` (outermost ring) and ``σ_sky,real`` the median
+    :func:`sky_noise` of the real stamps (border ``sky_width`` px) unless ``real_sky`` ``(C,)`` is
+    given. A bright frame of amplitude ``A σ`` on the edge pixels scores ``A``.
     """
     sky = np.median(sky_noise(real, sky_width), axis=0) if real_sky is None else real_sky
-    return (border_mean(gen) - border_mean(real)) / np.asarray(sky, dtype=np.float64)
+    diff = np.median(border_level(gen), axis=0) - np.median(border_level(real), axis=0)
+    return diff / np.asarray(sky, dtype=np.float64)
 
 
 def radial_profile(
