@@ -52,11 +52,12 @@ def throughput(args: argparse.Namespace) -> None:
     print("|---|---|---|---|---|---|")
     for protocol, count in (("paper", args.paper_stamps), ("statmorph", args.statmorph_stamps)):
         imgs = np.concatenate([base] * (count // len(base) + 1))[:count]
+        kw = {"protocol": protocol, "pixel_scale": SCALE, "psf_fwhm": FWHM}
         for workers in (1, 2):
             with cf.ProcessPoolExecutor(workers) as ex:
-                measure(imgs[: 2 * workers], protocol=protocol, executor=ex, chunk_size=1)  # warm
+                measure(imgs[: 2 * workers], **kw, executor=ex, chunk_size=1)  # warm
                 t0 = time.perf_counter()
-                cols = measure(imgs, protocol=protocol, executor=ex, chunk_size=args.chunk_size)
+                cols = measure(imgs, **kw, executor=ex, chunk_size=args.chunk_size)
                 dt = time.perf_counter() - t0
             assert cols["flag"].size == count
             rate = count / dt

@@ -64,12 +64,17 @@ def test_bad_stamps_are_flagged_not_raised():
     imgs[3] = np.random.default_rng(3).normal(0, 1, imgs[3].shape)  # pure noise
     imgs[3] += 0.02 - imgs[3].mean()  # positive total flux, but no galaxy
     for protocol in ("paper", "statmorph"):
-        cols = measure(imgs, protocol=protocol, n_workers=1)
+        cols = measure(imgs, protocol=protocol, pixel_scale=0.168, psf_fwhm=0.7, n_workers=1)
         assert cols["flag"][0] & (Flag.NONFINITE | Flag.NONPOSITIVE_FLUX | Flag.FAILED) == 0
         assert np.isfinite(cols["semi_major_axis"][0])
         assert cols["flag"][1] == Flag.NONFINITE
         assert cols["flag"][2] == Flag.NONPOSITIVE_FLUX
         assert cols["flag"][3] != 0
+        # the reason is kept: empty exactly for good stamps, a sentence for each flagged one
+        assert list(cols["fail_reason"] == "") == list(cols["flag"] == 0)
+        assert "NaN/inf" in cols["fail_reason"][1]
+        assert "total flux" in cols["fail_reason"][2]
+        assert cols["fail_reason"][3] != ""
         # failed rows are NaN; a noise blob may be "measured" but then carries a statmorph flag
         nan_rows = [1, 2] + ([3] if cols["flag"][3] < Flag.STATMORPH_BAD else [])
         for k in ("semi_major_axis", "ellipticity", "sersic_index", "isophotal_area"):
@@ -83,8 +88,17 @@ def test_bad_stamps_are_flagged_not_raised():
         (np.ones((0, 8, 8, 1)), {}, "empty"),
         (np.ones((1, 8, 8, 1)), {"band": 2}, "band"),
         (np.ones((1, 8, 8, 1)), {"protocol": "sep"}, "protocol"),
-        (np.ones((1, 8, 8, 1)), {"psf_fwhm": None}, "needs a PSF"),
+        (np.ones((1, 8, 8, 1)), {}, "needs a PSF: psf_fwhm=.*survey="),
+        (np.ones((1, 8, 8, 1)), {"psf_fwhm": 0.7}, "pixel_scale= .*required"),
+        (np.ones((1, 8, 8, 1)), {"band": "g", "psf_fwhm": 0.7}, "needs survey="),
         (np.ones((1, 8, 8, 1)), {"psf": np.zeros((3, 3))}, "psf"),
+        (np.ones((1, 8, 8, 1)), {"psf": np.ones((1, 1)), "variance": np.ones((8, 8))}, "variance"),
+        (np.ones((2, 8, 8, 1)), {"protocol": "paper", "mask": np.zeros((2, 8, 8))}, "boolean"),
+        (
+            np.ones((1, 8, 8, 1)),
+            {"psf": np.ones((1, 1)), "gain": 2.0, "variance": np.ones((1, 8, 8))},
+            "not both",
+        ),
         (np.array([[[["a"]]]]), {}, "real numbers"),
     ],
 )

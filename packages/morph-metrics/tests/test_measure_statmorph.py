@@ -68,6 +68,12 @@ def test_hsc_preset_feeds_measure():
     img[0, :, :, 2] = render(1.0, 3.0, 0.7, 150, seed=5, size=48)
     cols = measure(img, **kw, n_workers=1)
     assert cols["sersic_index"][0] == pytest.approx(1.0, rel=0.3)
+    # the same survey by name: band by name, pixel scale and that band's PSF from the preset
+    named = measure(img, "i", survey=HSC, n_workers=1)
+    for k in ("sersic_index", "ellipticity", "semi_major_axis", "flag"):
+        np.testing.assert_array_equal(named[k], cols[k], err_msg=k)
+    with pytest.raises(ValueError, match="unknown band"):
+        measure(img, "u", survey=HSC)
     with pytest.raises(ValueError, match="unknown band"):
         HSC.kwargs("u")
 
@@ -75,7 +81,7 @@ def test_hsc_preset_feeds_measure():
 def test_statmorph_all_agrees_with_fast_mode_and_fills_extras(truth_and_cols):
     _, cols, imgs = truth_and_cols
     assert np.all(np.isnan(cols["concentration"]))  # fast mode skips CAS / Gini-M20
-    full = measure(imgs[:2], statmorph_all=True, n_workers=1)
+    full = measure(imgs[:2], pixel_scale=SCALE, psf_fwhm=FWHM, statmorph_all=True, n_workers=1)
     for k in ("concentration", "asymmetry", "gini", "m20", "half_light_radius", "sn_per_pixel"):
         assert np.all(np.isfinite(full[k])), k
     # same fit, started from statmorph's own guess instead of ours

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from ._survey import gaussian_psf
+from ._survey import Survey, gaussian_psf
 
 PROTOCOLS = ("statmorph", "paper")
 
@@ -58,6 +58,19 @@ STATMORPH_COLUMNS = (
 )
 
 
+#: statmorph protocol's default segmentation (measured on structured GalSim galaxies, see the
+#: README): detection on the stamp smoothed to a total FWHM >= ``DETECT_FWHM_PX`` px; the central
+#: segment is deblended on that image smoothed further by ``DEBLEND_SMOOTH`` x its radius, and a
+#: branch becomes a separate source only if it holds >= ``STATMORPH_CONTRAST`` of the flux
+#: (SExtractor's DEBLEND_MINCONT). The paper protocol keeps the reference code's contrast 0.001
+#: without the extra smoothing.
+STATMORPH_CONTRAST = 0.1
+PAPER_CONTRAST = 0.001
+DEBLEND_LEVELS = 32
+DETECT_FWHM_PX = 3.0
+DEBLEND_SMOOTH = 0.1
+
+
 @dataclass(frozen=True)
 class _Params:
     protocol: str
@@ -68,6 +81,10 @@ class _Params:
     smooth_sigma: float
     min_mean_snr: float
     statmorph_all: bool = False
+    contrast: float = STATMORPH_CONTRAST
+    n_levels: int = DEBLEND_LEVELS
+    detect_fwhm: float = DETECT_FWHM_PX
+    smooth: float = DEBLEND_SMOOTH
 
 
 def _clipped_stats(x: np.ndarray, sigma: float = 3.0, maxiters: int = 10) -> tuple[float, float]:
@@ -115,23 +132,65 @@ def _central_label(segm: np.ndarray) -> int:
     return int(segm[yy[i], xx[i]])
 
 
-def _segment(det: np.ndarray, threshold: float, n_pixels: int) -> tuple[np.ndarray | None, int]:
+def _segment(
+    det: np.ndarray,
+    threshold: float,
+    n_pixels: int,
+    contrast: float,
+    n_levels: int,
+    smooth: float = 0.0,
+    mask: np.ndarray | None = None,
+) -> tuple[np.ndarray | None, int]:
     """photutils detection, then deblending of the central segment only.
 
     Returns ``(labels, central label)``; ``(None, 0)`` if nothing is detected. Only the segment
-    containing (or nearest to) the stamp centre is deblended: the other segments are only masked,
-    and skipping them makes detection several times faster.
+    containing (or nearest to) the stamp centre is deblended, by SExtractor's multi-threshold
+    contrast criterion (``n_levels`` exponential levels; a branch becomes a separate source if it
+    holds at least ``contrast`` of the segment's flux; ``contrast >= 1``: no deblending). With
+    ``smooth > 0`` the deblending runs on the detection image smoothed by a Gaussian of
+    ``sigma = smooth * sqrt(area / pi)`` of the segment, so knots, arms and clumps much smaller
+    than the galaxy merge into it while a neighbour galaxy (its own saddle) stays apart. The
+    other segments are only masked, and skipping them makes detection several times faster.
     """
     from photutils.segmentation import deblend_sources, detect_sources
 
-    segm = detect_sources(det, threshold, n_pixels)
+    segm = detect_sources(det, threshold, n_pixels, mask=mask)
     if segm is None:
         return None, 0
     lab = _central_label(segm.data)
-    if lab == 0:
-        return segm.data, 0
-    segm = deblend_sources(det, segm, n_pixels, labels=[lab], progress_bar=False)
+    if lab == 0 or contrast >= 1:
+        return segm.data, lab
+    data = det
+    if smooth > 0:
+        radius = np.sqrt(np.count_nonzero(segm.data == lab) / np.pi)
+        data = ndimage.gaussian_filter(det, smooth * radius, mode="nearest")
+    segm = deblend_sources(
+        data, segm, n_pixels, labels=[lab], n_levels=n_levels, contrast=contrast, progress_bar=False
+    )
     return segm.data, _central_label(segm.data)
+
+
+def _kernel_sigma(kernel: np.ndarray) -> float:
+    """RMS width (px) of a kernel: sqrt of the mean of its two second moments."""
+    k = np.clip(kernel, 0, None)
+    yy, xx = np.mgrid[: k.shape[0], : k.shape[1]].astype(np.float64)
+    t = k.sum()
+    x0, y0 = (k * xx).sum() / t, (k * yy).sum() / t
+    return float(np.sqrt(0.5 * (k * ((xx - x0) ** 2 + (yy - y0) ** 2)).sum() / t))
+
+
+def _detection_image(img: np.ndarray, p: _Params) -> np.ndarray:
+    """The stamp convolved with the PSF, then with the Gaussian that brings the total smoothing
+    to FWHM ``p.detect_fwhm`` px (none if the PSF is already that wide)."""
+    from scipy.signal import fftconvolve
+
+    from ._survey import FWHM_TO_SIGMA
+
+    det = fftconvolve(img, p.psf, mode="same") if p.psf.size > 1 else img.copy()
+    extra = (p.detect_fwhm * FWHM_TO_SIGMA) ** 2 - _kernel_sigma(p.psf) ** 2
+    if extra > 0.01:
+        det = ndimage.gaussian_filter(det, np.sqrt(extra), mode="nearest")
+    return det
 
 
 def _second_moments(img: np.ndarray, mask: np.ndarray) -> tuple[float, ...]:
@@ -161,21 +220,26 @@ def _second_moments(img: np.ndarray, mask: np.ndarray) -> tuple[float, ...]:
     return x, y, a, b, theta
 
 
-def _measure_paper(img: np.ndarray, p: _Params) -> tuple[dict[str, float], int]:
+_Result = tuple[dict[str, float], int, str]
+
+
+def _measure_paper(img: np.ndarray, p: _Params, bad: np.ndarray | None = None) -> _Result:
     sm = ndimage.gaussian_filter(img, p.smooth_sigma)  # scipy default mode, as the reference
-    bkg, rms = _sextractor_background(sm)
+    bkg, rms = _sextractor_background(sm if bad is None else sm[~bad])
     out: dict[str, float] = {"background": bkg, "background_rms": rms}
     if not rms > 0:
-        return out, int(Flag.NO_DETECTION)
+        return out, int(Flag.NO_DETECTION), "zero background RMS"
     sub = sm - bkg
+    if bad is not None:
+        sub[bad] = 0.0
     mean_snr = float(np.mean(sub / rms))
     out["mean_snr"] = mean_snr
     if mean_snr < p.min_mean_snr:
-        return out, int(Flag.LOW_SIGNAL)
+        return out, int(Flag.LOW_SIGNAL), f"mean S/N {mean_snr:.3g} < {p.min_mean_snr}"
     det = ndimage.convolve(sub, _SEP_FILTER, mode="constant")
-    segm, lab = _segment(det, p.n_sigma * rms, p.n_pixels)
+    segm, lab = _segment(det, p.n_sigma * rms, p.n_pixels, p.contrast, p.n_levels, p.smooth, bad)
     if lab == 0:
-        return out, int(Flag.NO_DETECTION)
+        return out, int(Flag.NO_DETECTION), f"no segment of >= {p.n_pixels} px above threshold"
     seg = segm == lab
     x, y, a, b, theta = _second_moments(sub, seg)
     e = 1.0 - b / a
@@ -192,7 +256,7 @@ def _measure_paper(img: np.ndarray, p: _Params) -> tuple[dict[str, float], int]:
         y_centroid=y,
         orientation=theta,
     )
-    return out, 0
+    return out, 0, ""
 
 
 _SEP_FILTER = np.array([[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]]) / 16.0
@@ -252,31 +316,57 @@ def _sersic_guess(sub: np.ndarray, seg: np.ndarray) -> dict[str, Any]:
     }
 
 
-def _measure_statmorph(img: np.ndarray, p: _Params) -> tuple[dict[str, float], int]:
-    import statmorph
-    from scipy.signal import fftconvolve
-
-    det = fftconvolve(img, p.psf, mode="same")
-    dbkg, drms = _clipped_stats(det.ravel())
+def _measure_statmorph(
+    img: np.ndarray, p: _Params, var: np.ndarray | None = None, bad: np.ndarray | None = None
+) -> _Result:
+    if bad is not None:
+        img = np.where(bad, np.median(img[~bad]) if (~bad).any() else 0.0, img)
+    det = _detection_image(img, p)
+    dbkg, drms = _clipped_stats(det.ravel() if bad is None else det[~bad])
     out: dict[str, float] = {}
     if not drms > 0:
-        return out, int(Flag.NO_DETECTION)
-    segm, lab = _segment(det - dbkg, p.n_sigma * drms, p.n_pixels)
+        return out, int(Flag.NO_DETECTION), "zero RMS of the detection image"
+    segm, lab = _segment(
+        det - dbkg, p.n_sigma * drms, p.n_pixels, p.contrast, p.n_levels, p.smooth, bad
+    )
     if lab == 0:
-        return out, int(Flag.NO_DETECTION)
+        return out, int(Flag.NO_DETECTION), f"no segment of >= {p.n_pixels} px above threshold"
     seg = segm == lab
     # background and noise of the raw stamp: sigma-clipped pixels away from the central galaxy
     # (masking every 1.5-sigma noise segment too would bias the sky low)
-    sky = img[~ndimage.binary_dilation(seg, iterations=4)]
+    away = ~ndimage.binary_dilation(seg, iterations=4)
+    if bad is not None:
+        away &= ~bad
+    sky = img[away]
     bkg, rms = _clipped_stats(sky) if sky.size >= 20 else _clipped_stats(img.ravel())
     out.update(background=bkg, background_rms=rms)
     if not rms > 0:
-        return out, int(Flag.NO_DETECTION)
+        return out, int(Flag.NO_DETECTION), "zero background RMS"
     sub = img - bkg
-    var = np.full(sub.shape, rms * rms)
-    if p.gain:
-        var += np.clip(sub, 0, None) / p.gain
+    if var is None:
+        var = np.full(sub.shape, rms * rms)
+        if p.gain:
+            var += np.clip(sub, 0, None) / p.gain
     mask = (segm > 0) & ~seg
+    if bad is not None:
+        mask |= bad
+    return _fit_statmorph(sub, seg, mask, var, p, out)
+
+
+def _fit_statmorph(
+    sub: np.ndarray,
+    seg: np.ndarray,
+    mask: np.ndarray,
+    var: np.ndarray,
+    p: _Params,
+    out: dict[str, float] | None = None,
+) -> _Result:
+    """statmorph on a background-subtracted stamp, a segment (bool), a mask of pixels to ignore
+    and a variance map; columns, flag bits and reason."""
+    import statmorph
+
+    out = {} if out is None else out
+    seg = seg & ~mask
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if p.statmorph_all:
@@ -300,6 +390,7 @@ def _measure_statmorph(img: np.ndarray, p: _Params) -> tuple[dict[str, float], i
         v = float(getattr(m, name))
         return np.nan if v == -99.0 else v
 
+    noise = float(np.sqrt(var[seg].sum()))
     out.update(
         semi_major_axis=val("sersic_rhalf"),
         ellipticity=val("sersic_ellip"),
@@ -310,7 +401,7 @@ def _measure_statmorph(img: np.ndarray, p: _Params) -> tuple[dict[str, float], i
         half_light_radius=val("rhalf_ellip"),
         ellipticity_moments=val("ellipticity_centroid"),
         sn_per_pixel=val("sn_per_pixel"),
-        snr=float(sub[seg].sum() / (rms * np.sqrt(seg.sum()))),
+        snr=float(sub[seg].sum() / noise) if noise > 0 else np.nan,
         concentration=val("concentration"),
         asymmetry=val("asymmetry"),
         smoothness=val("smoothness"),
@@ -318,53 +409,107 @@ def _measure_statmorph(img: np.ndarray, p: _Params) -> tuple[dict[str, float], i
         m20=val("m20"),
         statmorph_flag=float(m.flag),
     )
-    flag = 0
+    flag, why = 0, []
     if m.flag >= 2:
         flag |= Flag.STATMORPH_BAD
+        why.append(f"statmorph flag {int(m.flag)}")
     if m.flag_sersic != 0:
         flag |= Flag.SERSIC_BAD
-    return out, int(flag)
+        why.append(f"Sérsic fit flag {int(m.flag_sersic)}")
+    return out, int(flag), "; ".join(why)
 
 
-def _measure_one(img: np.ndarray, p: _Params) -> tuple[dict[str, float], int]:
-    if not np.all(np.isfinite(img)):
-        return {}, int(Flag.NONFINITE)
-    if not img.sum() > 0:
-        return {}, int(Flag.NONPOSITIVE_FLUX)
+def _measure_one(
+    img: np.ndarray, p: _Params, var: np.ndarray | None = None, bad: np.ndarray | None = None
+) -> _Result:
+    finite = np.isfinite(img)
+    if bad is not None:
+        if bad.all():
+            return {}, int(Flag.NO_DETECTION), "every pixel masked"
+        finite |= bad  # NaN/inf under the mask are allowed
+        img = np.where(bad, 0.0, img)
+    if not finite.all():
+        return {}, int(Flag.NONFINITE), f"{int((~finite).sum())} NaN/inf pixels"
+    if var is not None:
+        good = np.isfinite(var) & (var > 0)
+        if bad is not None:
+            good |= bad
+        if not good.all():
+            return {}, int(Flag.FAILED), "variance not finite and > 0 on unmasked pixels"
+        var = np.where(np.isfinite(var) & (var > 0), var, np.inf if bad is None else 1.0)
+    total = img.sum()
+    if not total > 0:
+        return {}, int(Flag.NONPOSITIVE_FLUX), f"total flux {total:.3g} <= 0"
     try:
         if p.protocol == "paper":
-            return _measure_paper(img, p)
-        return _measure_statmorph(img, p)
-    except Exception:  # noqa: BLE001 - one bad stamp must never abort the batch
-        return {}, int(Flag.FAILED)
+            return _measure_paper(img, p, bad)
+        return _measure_statmorph(img, p, var, bad)
+    except Exception as exc:  # noqa: BLE001 - one bad stamp must never abort the batch
+        return {}, int(Flag.FAILED), f"{type(exc).__name__}: {exc}"[:200]
 
 
-def _measure_chunk(stamps: np.ndarray, p: _Params) -> dict[str, np.ndarray]:
+def _measure_chunk(
+    stamps: np.ndarray,
+    p: _Params,
+    variance: np.ndarray | None = None,
+    mask: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
     """Measure ``stamps (n, H, W)`` -> columns of length n. Runs inside executor workers."""
     names = PAPER_COLUMNS if p.protocol == "paper" else STATMORPH_COLUMNS
     n = stamps.shape[0]
-    cols = {k: np.full(n, np.nan) for k in names}
+    cols: dict[str, np.ndarray] = {k: np.full(n, np.nan) for k in names}
     flags = np.zeros(n, dtype=np.int32)
+    reasons = []
     for i in range(n):
-        vals, flag = _measure_one(np.asarray(stamps[i], dtype=np.float64), p)
+        vals, flag, reason = _measure_one(
+            np.asarray(stamps[i], dtype=np.float64),
+            p,
+            None if variance is None else np.asarray(variance[i], dtype=np.float64),
+            None if mask is None else np.asarray(mask[i], dtype=bool),
+        )
         for k, v in vals.items():
             cols[k][i] = v
         if flag & _NAN_FLAGS:
             for k in ("semi_major_axis", "ellipticity", "sersic_index", "isophotal_area"):
                 cols[k][i] = np.nan
         flags[i] = flag
+        reasons.append(reason)
     cols["flag"] = flags
+    cols["fail_reason"] = np.array(reasons, dtype=str)
     return cols
+
+
+def _per_stamp(name: str, arr: Any, shape: tuple[int, ...], band: int, dtype: Any) -> np.ndarray:
+    """``variance``/``mask`` as ``(N, H, W)`` of the selected band (accepts ``(N, H, W, C)``)."""
+    arr = np.asarray(arr)
+    n, h, w, c = shape
+    if arr.shape == (n, h, w, c):
+        arr = arr[..., band]
+    elif arr.shape != (n, h, w):
+        raise ValueError(
+            f"measure: {name} must have shape {(n, h, w)} or {(n, h, w, c)}, got {arr.shape}"
+        )
+    if dtype is bool and arr.dtype != bool:
+        raise ValueError(f"measure: {name} must be a boolean array (True = bad), got {arr.dtype}")
+    return arr.astype(dtype, copy=False)
 
 
 def measure(
     images: np.ndarray,
-    band: int = 0,
+    band: int | str = 0,
     protocol: str = "statmorph",
-    pixel_scale: float = 0.168,
-    psf_fwhm: float | None = 0.7,
+    *,
+    survey: Survey | None = None,
+    pixel_scale: float | None = None,
+    psf_fwhm: float | None = None,
     psf: np.ndarray | None = None,
     gain: float | None = None,
+    variance: np.ndarray | None = None,
+    mask: np.ndarray | None = None,
+    deblend_contrast: float | None = None,
+    deblend_levels: int = DEBLEND_LEVELS,
+    deblend_smooth: float | None = None,
+    detect_fwhm: float = DETECT_FWHM_PX,
     n_sigma: float = 1.5,
     n_pixels: int = 5,
     statmorph_all: bool = False,
@@ -377,15 +522,35 @@ def measure(
 
     Args:
         images: ``(N, H, W, C)`` linear flux (undo any training stretch first), or ``(N, H, W)``.
-        band: channel index to measure (HSC: 0 = g, as in the reference study).
+        band: channel index to measure, or a band name of ``survey`` (e.g. ``"g"``).
         protocol: ``"statmorph"`` (default; PSF-aware Sérsic fit) or ``"paper"`` (the reference
             study's SEP-style second moments; its ``sersic_index`` is the placeholder
             ``ln2 / ln((1+e)/(1-e))``, not a fit). See the package README for both definitions.
-        pixel_scale: arcsec per pixel (converts ``psf_fwhm``).
-        psf_fwhm: Gaussian PSF FWHM in arcsec (statmorph protocol). Ignored if ``psf`` is given.
+        survey: a :class:`Survey` (e.g. ``HSC``): fills ``pixel_scale``, ``psf_fwhm`` of ``band``
+            and ``gain`` where those are not given explicitly. There is no default survey.
+        pixel_scale: arcsec per pixel; converts ``psf_fwhm``. Required with ``psf_fwhm``.
+        psf_fwhm: Gaussian PSF FWHM in arcsec. The statmorph protocol needs ``psf_fwhm`` (with
+            ``pixel_scale``), ``psf`` or ``survey``; the paper protocol (pixel units, no PSF)
+            ignores all three.
         psf: PSF kernel array ``(k, k)`` in pixels (normalized here); overrides ``psf_fwhm``.
+            ``np.ones((1, 1))`` is a delta PSF.
         gain: electrons per image unit for the source Poisson term of the statmorph error map;
-            None = background-limited (error = sky RMS).
+            None = background-limited (error = sky RMS). Not with ``variance``.
+        variance: optional per-pixel variance ``(N, H, W)`` or ``(N, H, W, C)`` (image units
+            squared, everything included); the statmorph protocol's error map is its square root
+            (otherwise the sky RMS measured on the stamp). The paper protocol ignores it.
+        mask: optional boolean ``(N, H, W)`` or ``(N, H, W, C)``, True = bad pixel: excluded from
+            the background, detection, segment and fit (NaN/inf allowed there), in both protocols.
+        deblend_contrast: fraction of the central segment's flux a branch must hold to be split
+            off as another source (SExtractor's DEBLEND_MINCONT; >= 1: never deblend). None =
+            the protocol's default: statmorph 0.1 (keeps clumpy galaxies whole, see README),
+            paper 0.001 (the reference code).
+        deblend_levels: multi-threshold levels of the deblending (SExtractor's DEBLEND_NTHRESH).
+        deblend_smooth: the deblending runs on the detection image smoothed by a Gaussian of
+            sigma = ``deblend_smooth`` x sqrt(area / pi) of the central segment (0: not
+            smoothed). None = statmorph 0.1, paper 0.
+        detect_fwhm: statmorph protocol: the detection image is the stamp convolved with the PSF
+            and, if the PSF is narrower, further smoothed to this total FWHM (px).
         n_sigma: detection threshold in background RMS of the detection image.
         n_pixels: minimum connected pixels of a segment.
         statmorph_all: statmorph protocol only. False (default) runs statmorph's Sérsic fit and
@@ -401,13 +566,15 @@ def measure(
     Returns:
         dict of ``(N,)`` arrays: ``semi_major_axis`` (px), ``ellipticity`` (1 - b/a),
         ``sersic_index``, ``isophotal_area`` (px), ``x_centroid``, ``y_centroid`` (px),
-        ``background``, ``background_rms`` (image units), protocol-specific extras, and ``flag``
-        (int32 bitmask of :class:`Flag`; 0 = good, values NaN for failed stamps).
+        ``background``, ``background_rms`` (image units), protocol-specific extras, ``flag``
+        (int32 bitmask of :class:`Flag`; 0 = good, values NaN for failed stamps) and
+        ``fail_reason`` (str; ``""`` when ``flag`` is 0, else why).
 
     Raises:
-        ValueError: wrong ndim, empty batch, band out of range, non-numeric dtype, unknown
-            protocol, missing or invalid PSF. Per-stamp problems (NaN/inf pixels, total flux
-            <= 0, nothing detected, a fit that raises) never raise: they are flagged.
+        ValueError: wrong ndim, empty batch, band out of range or unknown, non-numeric dtype,
+            unknown protocol, missing or invalid PSF or pixel scale, variance/mask of the wrong
+            shape. Per-stamp problems (NaN/inf pixels, total flux <= 0, nothing detected, a fit
+            that raises) never raise: they are flagged, with the reason in ``fail_reason``.
     """
     images = np.asarray(images)
     if images.ndim == 3:
@@ -421,12 +588,35 @@ def measure(
     n, h, w, c = images.shape
     if n == 0 or h == 0 or w == 0:
         raise ValueError(f"measure: empty image batch, shape {images.shape}")
+    if survey is not None:
+        kw = survey.kwargs(band)
+        band = kw["band"]
+        pixel_scale = kw["pixel_scale"] if pixel_scale is None else pixel_scale
+        if psf is None and psf_fwhm is None:
+            psf_fwhm = kw["psf_fwhm"]
+        gain = kw["gain"] if gain is None else gain
+    elif isinstance(band, str):
+        raise ValueError(f"measure: band={band!r} given by name needs survey= (e.g. HSC)")
     if not -c <= band < c:
         raise ValueError(f"measure: band={band} out of range for {c} channels")
     if protocol not in PROTOCOLS:
         raise ValueError(f"measure: protocol must be one of {PROTOCOLS}, got {protocol!r}")
     if chunk_size < 1:
         raise ValueError(f"measure: chunk_size must be >= 1, got {chunk_size}")
+    if deblend_contrast is None:
+        deblend_contrast = STATMORPH_CONTRAST if protocol == "statmorph" else PAPER_CONTRAST
+    if deblend_smooth is None:
+        deblend_smooth = DEBLEND_SMOOTH if protocol == "statmorph" else 0.0
+    if not deblend_smooth >= 0:
+        raise ValueError(f"measure: deblend_smooth must be >= 0, got {deblend_smooth}")
+    if not 0 <= deblend_contrast:
+        raise ValueError(f"measure: deblend_contrast must be >= 0, got {deblend_contrast}")
+    if variance is not None and gain is not None:
+        raise ValueError("measure: pass gain= or variance=, not both (variance is the total)")
+    if variance is not None:
+        variance = _per_stamp("variance", variance, images.shape, band, np.float64)
+    if mask is not None:
+        mask = _per_stamp("mask", mask, images.shape, band, bool)
 
     kernel = None
     if protocol == "statmorph":
@@ -436,6 +626,11 @@ def measure(
                 raise ValueError("measure: psf must be a finite 2-D kernel with positive sum")
             kernel = kernel / kernel.sum()
         elif psf_fwhm is not None:
+            if pixel_scale is None:
+                raise ValueError(
+                    "measure: pixel_scale= (arcsec/px) is required to use psf_fwhm= (arcsec); "
+                    "or pass survey="
+                )
             if not (pixel_scale > 0 and psf_fwhm > 0):
                 raise ValueError(
                     f"measure: pixel_scale and psf_fwhm must be > 0, got {pixel_scale}, {psf_fwhm}"
@@ -443,8 +638,9 @@ def measure(
             kernel = gaussian_psf(psf_fwhm / pixel_scale)
         else:
             raise ValueError(
-                "measure: protocol='statmorph' needs a PSF (psf_fwhm= in arcsec or psf= kernel); "
-                "without it the Sérsic index is strongly biased"
+                "measure: protocol='statmorph' needs a PSF: psf_fwhm= (arcsec, with "
+                "pixel_scale=), psf= (kernel in px) or survey= (e.g. HSC); without it the "
+                "Sérsic index is strongly biased"
             )
     params = _Params(
         protocol=protocol,
@@ -455,8 +651,23 @@ def measure(
         smooth_sigma=1.5,
         min_mean_snr=0.5,
         statmorph_all=bool(statmorph_all),
+        contrast=float(deblend_contrast),
+        n_levels=int(deblend_levels),
+        detect_fwhm=float(detect_fwhm),
+        smooth=float(deblend_smooth),
     )
     stamps = images[..., band]
+
+    def sl(s: int) -> tuple[np.ndarray | None, ...]:
+        return tuple(
+            None if a is None else np.ascontiguousarray(a[s : s + chunk_size])
+            for a in (stamps, variance, mask)
+        )
+
+    def _args(s: int) -> tuple[Any, ...]:
+        st, va, ma = sl(s)
+        return st, params, va, ma
+
     starts = list(range(0, n, chunk_size))
     parts: list[dict[str, np.ndarray] | None] = [None] * len(starts)
 
@@ -467,18 +678,13 @@ def measure(
     try:
         if executor is None and (n_workers == 1 or len(starts) == 1):
             for j, s in enumerate(starts):
-                parts[j] = _measure_chunk(stamps[s : s + chunk_size], params)
+                parts[j] = _measure_chunk(*_args(s))
                 bar.update(parts[j]["flag"].size)
         else:
             if executor is None:
                 workers = n_workers or os.cpu_count() or 1
                 own_pool = executor = cf.ProcessPoolExecutor(max_workers=workers)
-            futures = {
-                executor.submit(
-                    _measure_chunk, np.ascontiguousarray(stamps[s : s + chunk_size]), params
-                ): j
-                for j, s in enumerate(starts)
-            }
+            futures = {executor.submit(_measure_chunk, *_args(s)): j for j, s in enumerate(starts)}
             for fut in cf.as_completed(futures):
                 j = futures[fut]
                 parts[j] = fut.result()

@@ -8,6 +8,8 @@ import numpy as np
 
 #: Default shared histogram edges per statistic: 50 equal bins over a fixed range.
 #: Ellipticity [0, 1], semi-major axis [0, 20] px, Sérsic index [0, 8], isophotal area [0, 2500] px.
+#: The pixel ranges are sized for 64x64 stamps at 0.168"/px (GalaxiesML): for other stamp sizes
+#: or pixel scales pass ``ranges=`` (or ``edges=``) to :func:`histograms` / :func:`compare`.
 DEFAULT_RANGES: dict[str, tuple[float, float]] = {
     "ellipticity": (0.0, 1.0),
     "semi_major_axis": (0.0, 20.0),
@@ -20,14 +22,22 @@ DEFAULT_BINS = 50
 BCD_EDGES = np.linspace(0.0, 4.0, 9)
 
 
-def default_edges(statistic: str, bins: int = DEFAULT_BINS) -> np.ndarray:
-    """Shared fixed bin edges ``(bins + 1,)`` for a statistic named in ``DEFAULT_RANGES``."""
-    if statistic not in DEFAULT_RANGES:
+def default_edges(
+    statistic: str,
+    bins: int = DEFAULT_BINS,
+    ranges: Mapping[str, tuple[float, float]] | None = None,
+) -> np.ndarray:
+    """Shared fixed bin edges ``(bins + 1,)``: ``bins`` equal bins over ``ranges[statistic]``,
+    else over ``DEFAULT_RANGES[statistic]`` (units of the column: px for sizes and areas)."""
+    table = {**DEFAULT_RANGES, **(ranges or {})}
+    if statistic not in table:
         raise ValueError(
             f"no default histogram range for statistic {statistic!r}; known: "
-            f"{sorted(DEFAULT_RANGES)}. Pass edges= explicitly."
+            f"{sorted(table)}. Pass ranges={{{statistic!r}: (lo, hi)}} or edges= explicitly."
         )
-    lo, hi = DEFAULT_RANGES[statistic]
+    lo, hi = (float(v) for v in table[statistic])
+    if not (np.isfinite(lo) and np.isfinite(hi) and hi > lo) or bins < 1:
+        raise ValueError(f"bad histogram range {(lo, hi)} or bins={bins} for {statistic!r}")
     return np.linspace(lo, hi, bins + 1)
 
 
@@ -37,13 +47,17 @@ def histograms(
     statistic: str | None = None,
     edges: np.ndarray | None = None,
     out_of_range: str = "clip",
+    ranges: Mapping[str, tuple[float, float]] | None = None,
+    bins: int = DEFAULT_BINS,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Histogram two samples on the same fixed edges, ready for :func:`jsd`.
 
     Args:
         ref, gen: 1-D samples of one statistic (any lengths).
-        statistic: name used to look up default edges (``DEFAULT_RANGES``, 50 bins).
+        statistic: name used to look up the range (``ranges``, else ``DEFAULT_RANGES``).
         edges: explicit monotonically increasing edges ``(B + 1,)``; overrides ``statistic``.
+        ranges: ``{statistic: (lo, hi)}`` in the column's units, overriding ``DEFAULT_RANGES``.
+        bins: equal bins over the range (when ``edges`` is not given).
         out_of_range: ``"clip"`` (default) counts values below/above the range in the first/last
             bin, so a generator that produces e.g. huge areas is penalized rather than ignored;
             ``"drop"`` discards them. NaN and ±inf are always dropped (they are failed
@@ -55,7 +69,7 @@ def histograms(
     if edges is None:
         if statistic is None:
             raise ValueError("histograms: pass statistic= (for default edges) or edges=")
-        edges = default_edges(statistic)
+        edges = default_edges(statistic, bins, ranges)
     edges = np.asarray(edges, dtype=np.float64)
     if edges.ndim != 1 or edges.size < 2 or np.any(np.diff(edges) <= 0):
         raise ValueError("histograms: edges must be 1-D, strictly increasing, length >= 2")
@@ -197,6 +211,8 @@ def jsd_bootstrap(
     seed: int = 0,
     eps: float = 0.0,
     out_of_range: str = "clip",
+    ranges: Mapping[str, tuple[float, float]] | None = None,
+    bins: int = DEFAULT_BINS,
 ) -> tuple[float, float, float]:
     """JSD (bits) of two samples on shared edges, with a bootstrap error.
 
@@ -209,7 +225,7 @@ def jsd_bootstrap(
     r, g = r[np.isfinite(r)], g[np.isfinite(g)]
     if r.size == 0 or g.size == 0:
         return np.nan, np.nan, np.nan
-    p, q, edges = histograms(r, g, statistic, edges, out_of_range)
+    p, q, edges = histograms(r, g, statistic, edges, out_of_range, ranges, bins)
     observed = jsd(p, q, eps)
     if n_boot == 0:
         return observed, np.nan, np.nan
@@ -235,6 +251,9 @@ def compare(
     n_boot: int = 1000,
     seed: int = 0,
     good_only: bool = True,
+    edges: Mapping[str, np.ndarray] | None = None,
+    ranges: Mapping[str, tuple[float, float]] | None = None,
+    bins: int = DEFAULT_BINS,
 ) -> dict[str, dict[str, tuple[float, float, float]]]:
     """BCD and JSD for each statistic, from two :func:`measure` results of matched galaxies.
 
@@ -242,6 +261,9 @@ def compare(
         ref, gen: column dicts of the same length ``N`` (row i of both = galaxy i).
         redshift: ``(N,)`` redshifts of the matched galaxies.
         good_only: set values with a nonzero ``flag`` to NaN first (so they are dropped).
+        edges: ``{statistic: edges}`` for the JSD histograms (overrides ``ranges``).
+        ranges: ``{statistic: (lo, hi)}`` in the column's units (px for ``semi_major_axis`` and
+            ``isophotal_area``), ``bins`` equal bins; defaults ``DEFAULT_RANGES`` (64-px stamps).
 
     Returns:
         ``{"bcd": {stat: (obs, boot mean, boot std)}, "jsd": {stat: (obs, mean, std)}}``.
@@ -256,5 +278,14 @@ def compare(
             if "flag" in gen:
                 g[np.asarray(gen["flag"]) != 0] = np.nan
         out["bcd"][stat] = bcd(redshift, r, g, n_boot=n_boot, seed=seed)
-        out["jsd"][stat] = jsd_bootstrap(r, g, statistic=stat, n_boot=n_boot, seed=seed)
+        out["jsd"][stat] = jsd_bootstrap(
+            r,
+            g,
+            statistic=stat,
+            edges=None if edges is None else edges.get(stat),
+            n_boot=n_boot,
+            seed=seed,
+            ranges=ranges,
+            bins=bins,
+        )
     return out
