@@ -486,11 +486,12 @@ def measure_file(
     ds = open_split(path)
     m = len(ds) if n is None else min(n, len(ds))
     cache.mkdir(parents=True, exist_ok=True)
-    key = f"{file_digest(path)[:16]}-{protocol}-{m}.npz"
+    # "seg2": morph-metrics' structured-galaxy segmentation (#16); older caches are not reused
+    key = f"{file_digest(path)[:16]}-{protocol}-seg2-{m}.npz"
     if idx is not None:
         idx = np.asarray(idx, np.int64)
         m = idx.size
-        key = f"{file_digest(path)[:16]}-{protocol}-idx{hashlib.sha256(idx.tobytes()).hexdigest()[:16]}.npz"
+        key = f"{file_digest(path)[:16]}-{protocol}-seg2-idx{hashlib.sha256(idx.tobytes()).hexdigest()[:16]}.npz"
     hit = cache / key
     if hit.exists():
         with np.load(hit) as f:
