@@ -60,8 +60,9 @@ STATMORPH_COLUMNS = (
 
 #: statmorph protocol's default segmentation (measured on structured GalSim galaxies, see the
 #: README): detection on the stamp smoothed to a total FWHM >= ``DETECT_FWHM_PX`` px; the central
-#: segment is deblended on that image smoothed further by ``DEBLEND_SMOOTH`` x its radius, and a
-#: branch becomes a separate source only if it holds >= ``STATMORPH_CONTRAST`` of the flux
+#: segment is deblended on that image smoothed to a total sigma >= ``DEBLEND_SMOOTH`` x its
+#: radius sqrt(area / pi), and a branch becomes a separate source only if it holds
+#: >= ``STATMORPH_CONTRAST`` of the flux
 #: (SExtractor's DEBLEND_MINCONT). The paper protocol keeps the reference code's contrast 0.001
 #: without the extra smoothing.
 STATMORPH_CONTRAST = 0.1
@@ -140,6 +141,7 @@ def _segment(
     n_levels: int,
     smooth: float = 0.0,
     mask: np.ndarray | None = None,
+    det_sigma: float = 0.0,
 ) -> tuple[np.ndarray | None, int]:
     """photutils detection, then deblending of the central segment only.
 
@@ -147,10 +149,11 @@ def _segment(
     containing (or nearest to) the stamp centre is deblended, by SExtractor's multi-threshold
     contrast criterion (``n_levels`` exponential levels; a branch becomes a separate source if it
     holds at least ``contrast`` of the segment's flux; ``contrast >= 1``: no deblending). With
-    ``smooth > 0`` the deblending runs on the detection image smoothed by a Gaussian of
-    ``sigma = smooth * sqrt(area / pi)`` of the segment, so knots, arms and clumps much smaller
-    than the galaxy merge into it while a neighbour galaxy (its own saddle) stays apart. The
-    other segments are only masked, and skipping them makes detection several times faster.
+    ``smooth > 0`` the deblending runs on the detection image smoothed to a Gaussian sigma of at
+    least ``smooth * sqrt(area / pi)`` of the segment (``det_sigma``: the smoothing it already
+    has; the extra sigma adds in quadrature), so knots, arms and clumps much smaller than the
+    galaxy merge into it while a neighbour galaxy (its own saddle) stays apart. The other
+    segments are only masked, and skipping them makes detection several times faster.
     """
     from photutils.segmentation import deblend_sources, detect_sources
 
@@ -163,7 +166,9 @@ def _segment(
     data = det
     if smooth > 0:
         radius = np.sqrt(np.count_nonzero(segm.data == lab) / np.pi)
-        data = ndimage.gaussian_filter(det, smooth * radius, mode="nearest")
+        extra = (smooth * radius) ** 2 - det_sigma**2
+        if extra > 0.01:
+            data = ndimage.gaussian_filter(det, np.sqrt(extra), mode="nearest")
     segm = deblend_sources(
         data, segm, n_pixels, labels=[lab], n_levels=n_levels, contrast=contrast, progress_bar=False
     )
@@ -179,18 +184,21 @@ def _kernel_sigma(kernel: np.ndarray) -> float:
     return float(np.sqrt(0.5 * (k * ((xx - x0) ** 2 + (yy - y0) ** 2)).sum() / t))
 
 
-def _detection_image(img: np.ndarray, p: _Params) -> np.ndarray:
+def _detection_image(img: np.ndarray, p: _Params) -> tuple[np.ndarray, float]:
     """The stamp convolved with the PSF, then with the Gaussian that brings the total smoothing
-    to FWHM ``p.detect_fwhm`` px (none if the PSF is already that wide)."""
+    to FWHM ``p.detect_fwhm`` px (none if the PSF is already that wide); and the RMS width (px)
+    of that total smoothing kernel."""
     from scipy.signal import fftconvolve
 
     from ._survey import FWHM_TO_SIGMA
 
     det = fftconvolve(img, p.psf, mode="same") if p.psf.size > 1 else img.copy()
-    extra = (p.detect_fwhm * FWHM_TO_SIGMA) ** 2 - _kernel_sigma(p.psf) ** 2
+    psf_sigma = _kernel_sigma(p.psf)
+    target = p.detect_fwhm * FWHM_TO_SIGMA
+    extra = target**2 - psf_sigma**2
     if extra > 0.01:
         det = ndimage.gaussian_filter(det, np.sqrt(extra), mode="nearest")
-    return det
+    return det, max(psf_sigma, target)
 
 
 def _second_moments(img: np.ndarray, mask: np.ndarray) -> tuple[float, ...]:
@@ -237,7 +245,10 @@ def _measure_paper(img: np.ndarray, p: _Params, bad: np.ndarray | None = None) -
     if mean_snr < p.min_mean_snr:
         return out, int(Flag.LOW_SIGNAL), f"mean S/N {mean_snr:.3g} < {p.min_mean_snr}"
     det = ndimage.convolve(sub, _SEP_FILTER, mode="constant")
-    segm, lab = _segment(det, p.n_sigma * rms, p.n_pixels, p.contrast, p.n_levels, p.smooth, bad)
+    det_sigma = float(np.hypot(p.smooth_sigma, 0.71))  # the 1.5 px Gaussian, then the SEP filter
+    segm, lab = _segment(
+        det, p.n_sigma * rms, p.n_pixels, p.contrast, p.n_levels, p.smooth, bad, det_sigma
+    )
     if lab == 0:
         return out, int(Flag.NO_DETECTION), f"no segment of >= {p.n_pixels} px above threshold"
     seg = segm == lab
@@ -321,13 +332,13 @@ def _measure_statmorph(
 ) -> _Result:
     if bad is not None:
         img = np.where(bad, np.median(img[~bad]) if (~bad).any() else 0.0, img)
-    det = _detection_image(img, p)
+    det, det_sigma = _detection_image(img, p)
     dbkg, drms = _clipped_stats(det.ravel() if bad is None else det[~bad])
     out: dict[str, float] = {}
     if not drms > 0:
         return out, int(Flag.NO_DETECTION), "zero RMS of the detection image"
     segm, lab = _segment(
-        det - dbkg, p.n_sigma * drms, p.n_pixels, p.contrast, p.n_levels, p.smooth, bad
+        det - dbkg, p.n_sigma * drms, p.n_pixels, p.contrast, p.n_levels, p.smooth, bad, det_sigma
     )
     if lab == 0:
         return out, int(Flag.NO_DETECTION), f"no segment of >= {p.n_pixels} px above threshold"
@@ -546,9 +557,10 @@ def measure(
             the protocol's default: statmorph 0.1 (keeps clumpy galaxies whole, see README),
             paper 0.001 (the reference code).
         deblend_levels: multi-threshold levels of the deblending (SExtractor's DEBLEND_NTHRESH).
-        deblend_smooth: the deblending runs on the detection image smoothed by a Gaussian of
-            sigma = ``deblend_smooth`` x sqrt(area / pi) of the central segment (0: not
-            smoothed). None = statmorph 0.1, paper 0.
+        deblend_smooth: the deblending runs on the detection image smoothed (in quadrature with
+            the smoothing it already has) to a Gaussian sigma of ``deblend_smooth`` x
+            sqrt(area / pi) of the central segment (0: not smoothed). None = statmorph 0.1,
+            paper 0.
         detect_fwhm: statmorph protocol: the detection image is the stamp convolved with the PSF
             and, if the PSF is narrower, further smoothed to this total FWHM (px).
         n_sigma: detection threshold in background RMS of the detection image.
