@@ -8,6 +8,7 @@ from typing import Any, Literal, Self
 
 _OPTIMIZERS = ("adamw", "adam")
 _NAN_POLICIES = ("stop", "skip")
+_LR_DECAYS = ("none", "cosine")
 
 
 class DictConfig:
@@ -44,8 +45,10 @@ class TrainConfig(DictConfig):
     Attributes:
         steps: total number of optimizer steps (= batches consumed) of the run.
         batch_size: global batch size (summed over all devices and hosts).
-        lr: constant learning rate after `warmup_steps` linear warm-up.
+        lr: peak learning rate, reached after `warmup_steps` linear warm-up.
         warmup_steps: linear warm-up from 0 to `lr` over this many steps (0 = none).
+        lr_decay: after warm-up, "none" (constant `lr`, the study's setting) or "cosine"
+            (cosine decay to 0 at `steps`; short CPU runs end far closer to a minimum).
         weight_decay: decoupled weight decay of AdamW (ignored by "adam").
         optimizer: "adamw" or "adam".
         b1, b2, eps: Adam moment decays and epsilon.
@@ -65,6 +68,7 @@ class TrainConfig(DictConfig):
     batch_size: int
     lr: float = 5e-5
     warmup_steps: int = 0
+    lr_decay: Literal["none", "cosine"] = "none"
     weight_decay: float = 0.0
     optimizer: Literal["adamw", "adam"] = "adamw"
     b1: float = 0.9
@@ -93,6 +97,8 @@ class TrainConfig(DictConfig):
             raise bad("prefetch", "must be >= 0")
         if self.optimizer not in _OPTIMIZERS:
             raise bad("optimizer", f"must be one of {_OPTIMIZERS}")
+        if self.lr_decay not in _LR_DECAYS:
+            raise bad("lr_decay", f"must be one of {_LR_DECAYS}")
         if self.nan_policy not in _NAN_POLICIES:
             raise bad("nan_policy", f"must be one of {_NAN_POLICIES}")
         if not 0.0 <= self.ema_decay <= 1.0:

@@ -18,6 +18,7 @@ ApplyFn = Callable[..., Array]
 
 Z_MIN, Z_MAX = 0.0, 4.0
 _LOSSES = ("huber", "l2")
+_PREDICTIONS = ("eps", "v")
 
 
 @dataclass(frozen=True)
@@ -32,12 +33,18 @@ class DDPMConfig(DictConfig):
             the baseline code uses 0.01. Don't also smooth in the data loader.
         dropout: probability of dropping the redshift (learned null embedding) per example, for
             classifier-free guidance; 0.0 in the study's DDPM.
+        prediction: what the network predicts: "eps" (the study's ε) or "v"
+            (``v = α ε − σ x0``, Salimans & Ho 2022). With ε-prediction the clean-image estimate
+            is ``(x_t − σ ε̂)/α``, so an ε error is amplified by ``σ/α`` (≈ 160 at t = 1 on the
+            linear schedule); with v it is ``α x_t − σ v̂``, never amplified. Samplers must be
+            told the same (``ode_samplers.sample(..., prediction=...)``).
     """
 
     loss: Literal["huber", "l2"] = "huber"
     huber_delta: float = 1.0
     label_smoothing: float = 0.01
     dropout: float = 0.0
+    prediction: Literal["eps", "v"] = "eps"
 
     def __post_init__(self) -> None:
         if self.loss not in _LOSSES:
@@ -48,6 +55,10 @@ class DDPMConfig(DictConfig):
             raise ValueError(f"DDPMConfig.label_smoothing={self.label_smoothing!r}: must be >= 0")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"DDPMConfig.dropout={self.dropout!r}: must be in [0, 1)")
+        if self.prediction not in _PREDICTIONS:
+            raise ValueError(
+                f"DDPMConfig.prediction={self.prediction!r}: must be one of {_PREDICTIONS}"
+            )
 
 
 def ddpm_schedule() -> VPSchedule:
@@ -94,15 +105,16 @@ def _per_element(err: Array, config: DDPMConfig) -> Array:
 
 
 def ddpm_loss(apply: ApplyFn, schedule: VPSchedule, config: DDPMConfig | None = None):
-    """The ε-prediction DDPM objective as an engine ``loss_fn(params, batch, key)``.
+    """The DDPM objective (ε- or v-prediction) as an engine ``loss_fn(params, batch, key)``.
 
     Per example: a timestep n ~ U{0..N-1} (t = (n + 1) / N), ε ~ N(0, I),
     x_t = α(t) x0 + σ(t) ε (α, σ from ``schedule``), redshift smoothed by `smooth_redshift` and
     dropped with probability ``config.dropout``; loss = mean over pixels of Huber or L2 of
-    ``apply(params, x_t, t, z=z, drop=drop) - ε``.
+    ``apply(params, x_t, t, z=z, drop=drop) - target``, target ε (``prediction="eps"``) or
+    ``α ε − σ x0`` (``"v"``).
 
     batch: ``{"image": (B, H, W, C) float32, "redshift": (B,) float32}``.
-    Returns ``(loss, {"mse": mean squared ε error})``.
+    Returns ``(loss, {"mse": mean squared error of the prediction})``.
     """
     config = config or DDPMConfig()
     n_steps = int(schedule.num_train_steps)
@@ -117,10 +129,12 @@ def ddpm_loss(apply: ApplyFn, schedule: VPSchedule, config: DDPMConfig | None = 
         t = (n + 1).astype(jnp.float32) / n_steps
         eps = jax.random.normal(k_eps, x0.shape, jnp.float32)
         shape = (b,) + (1,) * (x0.ndim - 1)
-        x_t = schedule.alpha(t).reshape(shape) * x0 + schedule.sigma(t).reshape(shape) * eps
+        a, s = schedule.alpha(t).reshape(shape), schedule.sigma(t).reshape(shape)
+        x_t = a * x0 + s * eps
+        target = eps if config.prediction == "eps" else a * eps - s * x0
         z = smooth_redshift(k_z, batch["redshift"], config.label_smoothing)
         drop = jax.random.bernoulli(k_drop, config.dropout, (b,)) if config.dropout > 0 else None
-        err = apply(params, x_t, t, z=z, drop=drop) - eps
+        err = apply(params, x_t, t, z=z, drop=drop) - target
         return jnp.mean(_per_element(err, config)), {"mse": jnp.mean(err**2)}
 
     return loss_fn
@@ -129,10 +143,11 @@ def ddpm_loss(apply: ApplyFn, schedule: VPSchedule, config: DDPMConfig | None = 
 def ddpm_model_fn(
     apply: ApplyFn, params: Any, redshift: Array | float, guidance: float | None = None
 ) -> Callable[[Array, Array], Array]:
-    """The ``model_fn(x, t) -> ε`` that `ode_samplers.sample` takes, for trained (EMA) params.
+    """The ``model_fn(x, t) -> prediction`` (ε or v, as trained) that `ode_samplers.sample`
+    takes, for trained (EMA) params; tell the sampler the same ``prediction``.
 
     ``redshift``: scalar or (B,) float32, closed over. ``guidance`` w: None (or 1.0) is the
-    conditional model; otherwise classifier-free guidance ε_u + w (ε_c - ε_u), with ε_u from the
+    conditional model; otherwise classifier-free guidance ε_u + w (ε_c - ε_u) (likewise for v), with ε_u from the
     null-redshift embedding (``drop=True``); needs a model trained with ``dropout > 0``.
     """
 

@@ -52,9 +52,17 @@ class TrainState:
 
 
 def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
-    """The optax transformation a `TrainConfig` describes (clip -> Adam(W) with constant lr)."""
+    """The optax transformation a `TrainConfig` describes (clip -> Adam(W)).
+
+    Learning rate: linear warm-up from 0 over `warmup_steps`, then constant (`lr_decay="none"`)
+    or cosine-decayed to 0 at `steps` (`lr_decay="cosine"`).
+    """
     lr: float | optax.Schedule = config.lr
-    if config.warmup_steps:
+    if config.lr_decay == "cosine":
+        lr = optax.warmup_cosine_decay_schedule(
+            0.0, config.lr, config.warmup_steps, max(config.steps, config.warmup_steps + 1), 0.0
+        )
+    elif config.warmup_steps:
         lr = optax.linear_schedule(0.0, config.lr, config.warmup_steps)
     if config.optimizer == "adamw":
         opt = optax.adamw(lr, config.b1, config.b2, config.eps, weight_decay=config.weight_decay)

@@ -64,7 +64,7 @@ class ArcsinhStretch:
     :meth:`fit` sets it to ``softening`` × the band's sky noise, estimated robustly from the
     negative pixels (galaxy light is positive; sky-subtracted noise is symmetric about 0:
     ``σ = median(|x| : x < 0) / 0.6745``), and ``norm_b`` so that the
-    ``quantile`` of ``|asinh(x/scale_b)|`` maps to 1. Values are not clipped, so it is exactly
+    ``quantile`` of ``|asinh(x/scale_b)|`` maps to ``peak`` (default 1). Values are not clipped, so it is exactly
     invertible to float32 precision (relative error ~1e-6).
     """
 
@@ -85,13 +85,21 @@ class ArcsinhStretch:
         seed: int = 0,
         softening: float = 1.0,
         quantile: float = 0.999,
+        peak: float = 1.0,
     ) -> ArcsinhStretch:
-        """Estimate per-band scales from a sample of ``data`` (Dataset or ``(N,H,W,5)`` array)."""
+        """Estimate per-band scales from a sample of ``data`` (Dataset or ``(N,H,W,5)`` array).
+
+        ``peak`` sets the stretched value of the ``quantile``: stamps are mostly sky, so with
+        ``peak=1`` the stretched data have a standard deviation of only ~0.2, which shifts every
+        noise level of a diffusion schedule toward low signal-to-noise; ``peak=2`` doubles it.
+        """
+        if not (np.isfinite(peak) and peak > 0):
+            raise ValueError(f"ArcsinhStretch.fit: peak must be a positive number, got {peak!r}")
         x = sample_images(data, max_images, seed).reshape(-1, len(BANDS)).astype(np.float64)
         scale = softening * np.array([_noise_sigma(x[:, b]) for b in range(x.shape[1])])
         a = np.abs(np.arcsinh(x / scale))
-        norm = np.nanquantile(a, quantile, axis=0)
-        return cls(scale, np.where(norm > 0, norm, 1.0))
+        norm = np.nanquantile(a, quantile, axis=0) / peak
+        return cls(scale, np.where(norm > 0, norm, 1.0 / peak))
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """Linear flux ``(..., 5)`` → stretched ``(..., 5)`` float32 (computed in float32)."""

@@ -243,7 +243,14 @@ def train(
     n, size, _, channels = ds.images.shape
     if not resume:
         x = sample_images(ds, 2048, seed)  # one read serves the fit and the range
-        tf = _transform(cfg["data"]["transform"]).fit(x)
+        opts = {k: v for k, v in cfg["data"].items() if k != "transform"}
+        try:
+            tf = _transform(cfg["data"]["transform"]).fit(x, **opts)
+        except TypeError:
+            raise GalgenError(
+                f"data.{', data.'.join(opts)}: not an option of the "
+                f"{cfg['data']['transform']!r} transform"
+            ) from None
         cfg["transform"] = tf.to_dict()
         # the stretched training range: samplers clip their denoised estimates to it
         y = tf.forward(x)
@@ -339,7 +346,7 @@ def make_sampler(
             schedule=sched,
             method=method,
             num_steps=steps,
-            prediction="eps",
+            prediction=cfg["objective"].get("prediction", "eps"),
             key=key,
             return_nfe=True,
             clip_x0=(lo, hi),

@@ -7,9 +7,11 @@
 
 from ._api import PRESETS, Backbone, build, forward_flops, param_count
 from ._ddpm import DDPMUNet
+from ._layers import PADDINGS
 from ._ncsnpp import NCSNppUNet
 
 __all__ = [
+    "PADDINGS",
     "PRESETS",
     "Backbone",
     "DDPMUNet",

@@ -6,7 +6,13 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from ._layers import max_pool2, redshift_embedding, sinusoidal, upsample_bilinear2
+from ._layers import (
+    check_padding,
+    max_pool2,
+    redshift_embedding,
+    sinusoidal,
+    upsample_bilinear2,
+)
 
 
 def _gelu(x: jax.Array) -> jax.Array:
@@ -16,10 +22,10 @@ def _gelu(x: jax.Array) -> jax.Array:
 class DoubleConv(nnx.Module):
     """conv3x3 -> GroupNorm(1) -> GELU -> conv3x3 -> GroupNorm(1) [-> GELU(x + .) if residual]."""
 
-    def __init__(self, cin, cout, cmid=None, residual=False, *, dtype, rngs):
+    def __init__(self, cin, cout, cmid=None, residual=False, *, padding="SAME", dtype, rngs):
         cmid = cmid or cout
         self.residual = residual
-        kw = dict(use_bias=False, dtype=dtype, rngs=rngs)
+        kw = dict(use_bias=False, padding=padding, dtype=dtype, rngs=rngs)
         self.conv1 = nnx.Conv(cin, cmid, (3, 3), **kw)
         self.norm1 = nnx.GroupNorm(cmid, 1, epsilon=1e-5, dtype=dtype, rngs=rngs)
         self.conv2 = nnx.Conv(cmid, cout, (3, 3), **kw)
@@ -33,9 +39,10 @@ class DoubleConv(nnx.Module):
 class Down(nnx.Module):
     """max-pool -> residual DoubleConv -> DoubleConv -> + SiLU/Dense(embedding)."""
 
-    def __init__(self, cin, cout, emb_dim, *, dtype, rngs):
-        self.conv1 = DoubleConv(cin, cin, residual=True, dtype=dtype, rngs=rngs)
-        self.conv2 = DoubleConv(cin, cout, dtype=dtype, rngs=rngs)
+    def __init__(self, cin, cout, emb_dim, *, padding="SAME", dtype, rngs):
+        kw = dict(padding=padding, dtype=dtype, rngs=rngs)
+        self.conv1 = DoubleConv(cin, cin, residual=True, **kw)
+        self.conv2 = DoubleConv(cin, cout, **kw)
         self.emb = nnx.Linear(emb_dim, cout, dtype=dtype, rngs=rngs)
 
     def __call__(self, x, emb):
@@ -46,9 +53,10 @@ class Down(nnx.Module):
 class Up(nnx.Module):
     """bilinear x2 -> concat(skip, x) -> residual DoubleConv -> DoubleConv -> + embedding."""
 
-    def __init__(self, cin, cout, emb_dim, *, dtype, rngs):
-        self.conv1 = DoubleConv(cin, cin, residual=True, dtype=dtype, rngs=rngs)
-        self.conv2 = DoubleConv(cin, cout, cin // 2, dtype=dtype, rngs=rngs)
+    def __init__(self, cin, cout, emb_dim, *, padding="SAME", dtype, rngs):
+        kw = dict(padding=padding, dtype=dtype, rngs=rngs)
+        self.conv1 = DoubleConv(cin, cin, residual=True, **kw)
+        self.conv2 = DoubleConv(cin, cout, cin // 2, **kw)
         self.emb = nnx.Linear(emb_dim, cout, dtype=dtype, rngs=rngs)
 
     def __call__(self, x, skip, emb):
@@ -65,11 +73,17 @@ class DDPMUNet(nnx.Module):
     ``ch=64, mid_mult=8, time_dim=256`` is the paper model. Time enters as the 1000-step DDPM
     timestep ``t * 1000`` in a ``time_dim`` sinusoidal embedding; the raw redshift through
     ``Dense(1, time_dim)`` (or a learned null vector where ``drop``) is added to it.
+    ``padding`` of every 3x3 conv: ``"SAME"`` (zeros, the baseline's) or ``"REFLECT"`` (the
+    border pixels see mirrored sky instead of a zero frame, see ``gen_backbones.PADDINGS``).
     """
 
-    def __init__(self, channels=5, ch=64, mid_mult=8, time_dim=256, *, dtype=jnp.float32, rngs):
+    def __init__(
+        self, channels=5, ch=64, mid_mult=8, time_dim=256, padding="SAME", *,
+        dtype=jnp.float32, rngs,
+    ):  # fmt: skip
         c1, c2, c3, cm = ch * 2, ch * 4, ch * 4, ch * mid_mult
-        kw = dict(dtype=dtype, rngs=rngs)
+        check_padding(padding)
+        kw = dict(padding=padding, dtype=dtype, rngs=rngs)
         self.time_dim = time_dim
         self.dtype = dtype
         self.inc = DoubleConv(channels, ch, **kw)
@@ -82,8 +96,8 @@ class DDPMUNet(nnx.Module):
         self.up1 = Up(c3 + c2, c1, time_dim, **kw)
         self.up2 = Up(c1 + c1, ch, time_dim, **kw)
         self.up3 = Up(ch + ch, ch, time_dim, **kw)
-        self.outc = nnx.Conv(ch, channels, (1, 1), **kw)
-        self.label_emb = _RawLinear(time_dim, **kw)
+        self.outc = nnx.Conv(ch, channels, (1, 1), dtype=dtype, rngs=rngs)
+        self.label_emb = _RawLinear(time_dim, dtype=dtype, rngs=rngs)
         self.null_emb = nnx.Param(jnp.zeros((time_dim,), jnp.float32))
 
     def __call__(self, x, t, r=None, w=None, z=None, drop=None):

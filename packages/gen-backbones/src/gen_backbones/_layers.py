@@ -9,6 +9,18 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+#: Padding of the 3x3 convolutions: "SAME" pads with zeros (the study's nets), "REFLECT" mirrors
+#: the border. Sky noise is stationary, so a mirrored border looks like the interior, while a zero
+#: frame is a feature the net must learn to ignore; an under-trained zero-padded net draws the
+#: stamp's outermost pixels too bright (docs/results.md, the realism diagnosis).
+PADDINGS = ("SAME", "REFLECT")
+
+
+def check_padding(padding: str) -> None:
+    """Raise a ValueError naming ``padding`` unless it is one of :data:`PADDINGS`."""
+    if padding not in PADDINGS:
+        raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
+
 
 def sinusoidal(x: jax.Array, dim: int, max_period: float = 10000.0) -> jax.Array:
     """Sinusoidal embedding ``(B,) -> (B, dim)``: ``[sin(x f_k), cos(x f_k)]``.

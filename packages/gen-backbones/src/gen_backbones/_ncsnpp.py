@@ -8,7 +8,14 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from ._layers import SelfAttention, num_groups, redshift_embedding, sinusoidal, upsample_nearest2
+from ._layers import (
+    SelfAttention,
+    check_padding,
+    num_groups,
+    redshift_embedding,
+    sinusoidal,
+    upsample_nearest2,
+)
 
 CONDITIONINGS = ("t_and_h", "h_only")
 
@@ -28,13 +35,13 @@ class ScalarEmbed(nnx.Module):
 class ResBlock(nnx.Module):
     """GN -> SiLU -> conv3x3 -> GN -> scale-shift(emb) -> SiLU -> conv3x3, skip, / sqrt(2)."""
 
-    def __init__(self, cin, cout, emb_dim, *, dtype, rngs):
+    def __init__(self, cin, cout, emb_dim, *, padding="SAME", dtype, rngs):
         kw = dict(dtype=dtype, rngs=rngs)
         self.norm1 = nnx.GroupNorm(cin, num_groups(cin), **kw)
-        self.conv1 = nnx.Conv(cin, cout, (3, 3), **kw)
+        self.conv1 = nnx.Conv(cin, cout, (3, 3), padding=padding, **kw)
         self.film = nnx.Linear(emb_dim, 2 * cout, **kw)
         self.norm2 = nnx.GroupNorm(cout, num_groups(cout), **kw)
-        self.conv2 = nnx.Conv(cout, cout, (3, 3), **kw)
+        self.conv2 = nnx.Conv(cout, cout, (3, 3), padding=padding, **kw)
         self.skip = nnx.Conv(cin, cout, (1, 1), **kw) if cin != cout else None
 
     def __call__(self, x, emb):
@@ -55,6 +62,7 @@ class NCSNppUNet(nnx.Module):
     in the middle block (Res-Attn-Res). Each scalar gets a sinusoidal embedding of its raw value
     and an MLP; their sum (SiLU) drives a scale-shift in every residual block. ``conditioning``:
     ``"t_and_h"`` embeds t and h, ``"h_only"`` embeds only h (pixel MeanFlow's official choice).
+    ``padding`` of every 3x3 conv: ``"SAME"`` (zeros) or ``"REFLECT"`` (``gen_backbones.PADDINGS``).
     """
 
     def __init__(
@@ -68,6 +76,7 @@ class NCSNppUNet(nnx.Module):
         emb_dim=None,
         freq_dim=None,
         conditioning="t_and_h",
+        padding="SAME",
         *,
         dtype=jnp.float32,
         rngs,
@@ -76,7 +85,9 @@ class NCSNppUNet(nnx.Module):
             raise ValueError(f"conditioning must be one of {CONDITIONINGS}, got {conditioning!r}")
         emb_dim = emb_dim or 4 * ch
         freq_dim = freq_dim or ch
+        check_padding(padding)
         kw = dict(dtype=dtype, rngs=rngs)
+        pad = dict(padding=padding)
         self.dtype = dtype
         self.conditioning = conditioning
         self.levels = len(ch_mult)
@@ -93,34 +104,34 @@ class NCSNppUNet(nnx.Module):
         self.embed_z = embed()
         self.null_z = nnx.Param(jnp.zeros((emb_dim,), jnp.float32))
 
-        self.conv_in = nnx.Conv(channels, ch, (3, 3), **kw)
+        self.conv_in = nnx.Conv(channels, ch, (3, 3), **pad, **kw)
         down, skips, c = {}, [ch], ch
         for i, m in enumerate(ch_mult):
             for j in range(num_res_blocks):
-                down[f"res{i}_{j}"] = ResBlock(c, ch * m, emb_dim, **kw)
+                down[f"res{i}_{j}"] = ResBlock(c, ch * m, emb_dim, **pad, **kw)
                 c = ch * m
                 if i in attn_at:
                     down[f"attn{i}_{j}"] = SelfAttention(c, num_heads, **kw)
                 skips.append(c)
             if i < n_lv - 1:
-                down[f"down{i}"] = nnx.Conv(c, c, (3, 3), strides=2, **kw)
+                down[f"down{i}"] = nnx.Conv(c, c, (3, 3), strides=2, **pad, **kw)
                 skips.append(c)
         self.down = nnx.Dict(down)
-        self.mid_res1 = ResBlock(c, c, emb_dim, **kw)
+        self.mid_res1 = ResBlock(c, c, emb_dim, **pad, **kw)
         self.mid_attn = SelfAttention(c, num_heads, **kw)
-        self.mid_res2 = ResBlock(c, c, emb_dim, **kw)
+        self.mid_res2 = ResBlock(c, c, emb_dim, **pad, **kw)
         up = {}
         for i in reversed(range(n_lv)):
             for j in range(num_res_blocks + 1):
-                up[f"res{i}_{j}"] = ResBlock(c + skips.pop(), ch * ch_mult[i], emb_dim, **kw)
+                up[f"res{i}_{j}"] = ResBlock(c + skips.pop(), ch * ch_mult[i], emb_dim, **pad, **kw)
                 c = ch * ch_mult[i]
                 if i in attn_at:
                     up[f"attn{i}_{j}"] = SelfAttention(c, num_heads, **kw)
             if i > 0:
-                up[f"up{i}"] = nnx.Conv(c, c, (3, 3), **kw)
+                up[f"up{i}"] = nnx.Conv(c, c, (3, 3), **pad, **kw)
         self.up = nnx.Dict(up)
         self.norm_out = nnx.GroupNorm(c, num_groups(c), **kw)
-        self.conv_out = nnx.Conv(c, channels, (3, 3), **kw)
+        self.conv_out = nnx.Conv(c, channels, (3, 3), **pad, **kw)
 
     def embedding(self, t, r=None, w=None, z=None, drop=None) -> jax.Array:
         """Conditioning vector ``(B, emb_dim)`` float32 from per-example scalars ``(B,)``."""
