@@ -610,8 +610,11 @@ def evaluate(
     n_max = 0
     for i, g in enumerate(generated):
         with h5py.File(g, "r") as f:
-            label = names[i] if names else f.attrs.get("method", Path(g).stem)
-            label = str(label)
+            label = str(names[i] if names else f.attrs.get("method", Path(g).stem))
+            if label in labels:  # e.g. pMF one- and two-step are both "pmf": keep both rows
+                label = f"{label} (NFE {int(f.attrs.get('nfe', 0))})"
+            if label in labels:
+                label = f"{label} [{Path(g).name}]"
             nfe[label] = int(f.attrs.get("nfe", 0))
             n_max = max(n_max, f["specz_redshift"].shape[0])
         labels.append(label)
