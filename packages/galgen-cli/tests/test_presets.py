@@ -86,3 +86,15 @@ def test_cpu_ablations_are_the_full_loss_by_smoothing_grid():
     # every Table 3 run trains exactly like the main pMF run apart from the objective
     assert len({str(c["train"]) for label, c in runs.items() if label != "ddpm"}) == 1
     assert REPRODUCE_PRESETS["cpu"]["n_eval"] >= 1000
+
+
+def test_ddpm_tiny_v_differs_from_ddpm_tiny_only_in_the_prediction():
+    from diffusion_core import DDPMConfig
+
+    a, b = resolve("ddpm-tiny"), resolve("ddpm-tiny-v")
+    assert DDPMConfig(**b["objective"]).prediction == "v"
+    assert DDPMConfig(**a["objective"]).prediction == "eps"
+    b["objective"]["prediction"] = "eps"
+    a["objective"].setdefault("prediction", "eps")
+    a["preset"] = b["preset"]
+    assert a == b

@@ -10,9 +10,9 @@ import numpy as np
 from flax import nnx
 
 #: Padding of the 3x3 convolutions: "SAME" pads with zeros (the study's nets), "REFLECT" mirrors
-#: the border. Sky noise is stationary, so a mirrored border looks like the interior, while a zero
-#: frame is a feature the net must learn to ignore; an under-trained zero-padded net draws the
-#: stamp's outermost pixels too bright (docs/results.md, the realism diagnosis).
+#: the border, so that stationary sky noise at the edge looks like the interior. Measured on the
+#: smoke data (docs/results.md, realism diagnosis): REFLECT alone did NOT remove the bright
+#: outermost ring of an under-trained ddpm-tiny; the option stays for experiments.
 PADDINGS = ("SAME", "REFLECT")
 
 
