@@ -63,6 +63,15 @@ def test_arcsinh_scales_track_sky_noise_and_quantile(synth32):
     y = t.forward(ds.images[:200])
     frac = (np.abs(y) <= 1).mean(axis=(0, 1, 2))
     np.testing.assert_allclose(frac, 0.999, atol=2e-3)
+    t2 = ArcsinhStretch.fit(ds, max_images=200, seed=0, peak=2.0)  # the quantile maps to 2
+    np.testing.assert_allclose(t2.scale, t.scale)
+    np.testing.assert_allclose(t2.forward(ds.images[:200]), 2 * y, rtol=1e-5, atol=1e-6)
+    x = np.asarray(ds.images[:20])
+    np.testing.assert_allclose(
+        t2.inverse(t2.forward(x)), x, rtol=1e-4, atol=1e-4 * float(t.scale.max())
+    )
+    with pytest.raises(ValueError, match="peak"):
+        ArcsinhStretch.fit(ds, max_images=10, peak=0.0)
     with pytest.raises(ValueError, match="one per band"):
         ArcsinhStretch([1, 2, 3])
     with pytest.raises(ValueError, match="unknown transform kind"):

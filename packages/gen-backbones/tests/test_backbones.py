@@ -309,6 +309,8 @@ def test_clear_errors():
         build("ddpm-tiny", image_size=20)
     with pytest.raises(ValueError, match="conditioning"):
         build("pmf-tiny", image_size=16, conditioning="t_only")
+    with pytest.raises(ValueError, match="padding"):
+        build("ddpm-tiny", image_size=16, padding="ZEROS")
     net, params = _net("pmf-tiny")
     with pytest.raises(ValueError, match="x must be"):
         net.apply(params, jnp.zeros((1, 8, 8, 3)), jnp.zeros((1,)))
@@ -316,3 +318,20 @@ def test_clear_errors():
 
 def test_presets_listed():
     assert {"ddpm-paper", "pmf-1m", "pmf-25m", "ddpm-tiny", "pmf-tiny"} <= set(PRESETS)
+
+
+@pytest.mark.parametrize("name", ["ddpm-tiny", "pmf-tiny"])
+def test_reflect_padding_changes_only_what_the_border_sees(name):
+    """Same parameters, REFLECT vs zero padding. A constant image is its own mirror image, so a
+    REFLECT-padded net sees no edge in it and answers with a spatially constant output; the
+    zero-padded net sees a frame of zeros and does not."""
+    x = jnp.full((1, 16, 16, 5), 0.7)
+    t = jnp.full((1,), 0.5)
+    outs = {}
+    for pad in ("SAME", "REFLECT"):
+        net = build(name, image_size=16, channels=5, padding=pad)
+        params = net.init(KEY)  # identical parameters: padding adds none
+        outs[pad] = np.asarray(net.apply(params, x, t, r=t, w=jnp.ones(1), z=jnp.ones(1)))
+    spread = {k: float(np.ptp(v, axis=(1, 2)).max()) for k, v in outs.items()}
+    assert spread["REFLECT"] < 1e-4 * max(1.0, float(np.abs(outs["REFLECT"]).max()))
+    assert spread["SAME"] > 1e-2
