@@ -29,7 +29,7 @@ def test_guidance_term_vanishes_at_w1_and_acts_above(variant):
     key = jax.random.key(1)
 
     for w, changes in ((1.0, False), (3.0, True)):
-        cfg = PMFConfig(variant=variant, w_dist="fixed", w_max=w, dropout=0.0)
+        cfg = PMFConfig(variant=variant, w_dist="fixed", w_max=w, dropout=0.0, adaptive=False)
         run = jax.jit(lambda s, cfg=cfg: pmf_loss(_uncond_perturbed(s), cfg)(params, batch, key)[0])
         l0, l1 = float(run(0.0)), float(run(5.0))
         if changes:
@@ -43,7 +43,7 @@ def test_metrics_and_loss_options(variant):
     params = mlp_init(jax.random.key(0))
     batch = toy_batch(np.random.default_rng(0), 64)
     key = jax.random.key(2)
-    loss, m = pmf_loss(mlp_apply, PMFConfig(variant=variant))(params, batch, key)
+    loss, m = pmf_loss(mlp_apply, PMFConfig(variant=variant, adaptive=False))(params, batch, key)
     assert set(m) >= {"loss", "mse_raw", "mse_fm", "drop_frac"}
     assert np.isfinite(float(loss)) and float(m["mse_raw"]) > 0
     # l2 loss is the per-example sum over pixels; mse_raw is the per-pixel mean: ratio = pixels
@@ -52,7 +52,8 @@ def test_metrics_and_loss_options(variant):
     la, _ = pmf_loss(mlp_apply, PMFConfig(variant=variant, adaptive=True))(params, batch, key)
     assert 0 < float(la) < 1
     # huber <= l2 / 2 elementwise-summed bound
-    lh, mh = pmf_loss(mlp_apply, PMFConfig(variant=variant, loss="huber"))(params, batch, key)
+    huber = PMFConfig(variant=variant, loss="huber", adaptive=False)
+    lh, mh = pmf_loss(mlp_apply, huber)(params, batch, key)
     assert float(lh) <= 0.5 * float(loss) + 1e-6
     np.testing.assert_allclose(float(mh["mse_raw"]), float(m["mse_raw"]), rtol=1e-5)
     with pytest.raises(KeyError, match="redshift"):
@@ -82,3 +83,29 @@ def test_config_round_trip():
     assert PMFConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ValueError, match="bogus"):
         PMFConfig.from_dict({"bogus": 1})
+
+
+def test_official_variant_draws_like_the_public_code():
+    """Official: the r = t rows take one logit-normal draw (median sigmoid(p_mean) = 0.690, the
+    max of two has median 0.775), w is log-uniform on [1, 1 + w_max], adaptive weight on."""
+    from meanflow import sample_guidance_scale, sample_time_pairs
+
+    n = 200_000
+    med = {}
+    for v in ("algorithm1", "official"):
+        cfg = PMFConfig(variant=v)
+        t, r = sample_time_pairs(jax.random.key(0), n, cfg)
+        eq = np.asarray(t == r)
+        assert abs(eq.mean() - cfg.frac_equal) < 1e-3
+        med[v] = float(np.median(np.asarray(t)[eq]))
+        w = np.asarray(sample_guidance_scale(jax.random.key(1), n, cfg))
+        top = cfg.w_max + (1.0 if v == "official" else 0.0)
+        assert w.min() >= 1.0 and abs(w.max() - top) < 0.01
+        np.testing.assert_allclose(np.mean(np.log(w)), np.log(top) / 2, rtol=0.01)
+    assert abs(med["official"] - 1 / (1 + np.exp(-0.8))) < 0.005
+    assert abs(med["algorithm1"] - 0.775) < 0.005
+    assert PMFConfig(variant="official").use_adaptive
+    assert (
+        not PMFConfig().use_adaptive
+        and not PMFConfig(variant="official", adaptive=False).use_adaptive
+    )

@@ -27,13 +27,19 @@ class PMFConfig(DictConfig):
         loss: ``"l2"`` (squared error) or ``"huber"`` (smooth-L1 with ``huber_delta``), summed over
             pixels per example.
         huber_delta: Huber transition point.
-        adaptive: divide each example's loss by ``sg(loss + adaptive_eps)``.
+        adaptive: divide each example's loss by ``sg(loss + adaptive_eps)``; ``None`` (default)
+            = the variant's own choice: on for ``"official"`` (the public code always applies
+            it), off for ``"algorithm1"``. Read the resolved value from :attr:`use_adaptive`.
         adaptive_eps: the constant of the adaptive weight.
         label_smoothing: redshift noise σ (``z + σ N(0,1)`` clamped to ``[0, 4]``); 0 = off ("NLS").
         variant: ``"algorithm1"`` (thesis Algorithm 1) or ``"official"`` (the public pixel-MeanFlow
             code: guidance velocities and the JVP tangent from the network's instantaneous velocity
             at ``r = t``, the unconditional one at ω = 1, target ``(z_t - x)/max(t, t_min)``,
-            dropout on the ``r = t`` rows). Either way ``w`` reaches the backbone as the scale;
+            dropout on the ``r = t`` rows, a single logit-normal draw for ``t`` on the ``r = t``
+            rows, ``w`` log-uniform on ``[1, 1 + w_max]``, the adaptive weight). It still differs
+            from the public code in two places: no guidance interval ``[t_min, t_max]`` is
+            sampled or fed to the net, and the guidance velocities come from the u-head at
+            ``r = t`` instead of a separate v-head with its own loss. Either way ``w`` reaches the backbone as the scale;
             gen_backbones embeds it as ``1 - 1/w`` like the official code.
     """
 
@@ -46,10 +52,15 @@ class PMFConfig(DictConfig):
     dropout: float = 0.1
     loss: str = "l2"
     huber_delta: float = 1.0
-    adaptive: bool = False
+    adaptive: bool | None = None
     adaptive_eps: float = 0.01
     label_smoothing: float = 0.01
     variant: str = "algorithm1"
+
+    @property
+    def use_adaptive(self) -> bool:
+        """Whether the adaptive weight applies (``adaptive``, or the variant's default)."""
+        return self.variant == "official" if self.adaptive is None else bool(self.adaptive)
 
     def __post_init__(self) -> None:
         def bad(key: str, why: str) -> ValueError:

@@ -82,20 +82,26 @@ def meanflow_target(
 
 def sample_time_pairs(key: Array, batch: int, config: PMFConfig) -> tuple[Array, Array]:
     """``(t, r)``, each ``(B,)``: two logit-normal draws, ``t = max``, ``r = min``; the first
-    ``floor(B · frac_equal)`` rows have ``r = t``."""
+    ``floor(B · frac_equal)`` rows have ``r = t`` — there ``t`` is the max of the two draws
+    (``"algorithm1"``) or the first draw alone (``"official"``, as the public code: its median
+    is sigmoid(p_mean), not biased toward noise)."""
     k1, k2 = jax.random.split(key)
     draw = lambda k: jax.nn.sigmoid(config.p_mean + config.p_std * jax.random.normal(k, (batch,)))  # noqa: E731
     a, b = draw(k1), draw(k2)
-    t, r = jnp.maximum(a, b), jnp.minimum(a, b)
     equal = jnp.arange(batch) < int(batch * config.frac_equal)
+    if config.variant == "official":
+        b = jnp.where(equal, a, b)
+    t, r = jnp.maximum(a, b), jnp.minimum(a, b)
     return t, jnp.where(equal, t, r)
 
 
 def sample_guidance_scale(key: Array, batch: int, config: PMFConfig) -> Array:
-    """Guidance scales ``w`` ``(B,)`` in ``[1, w_max]`` drawn from ``config.w_dist``."""
+    """Guidance scales ``w`` ``(B,)`` in ``[1, w_max]`` drawn from ``config.w_dist``
+    (``[1, 1 + w_max]`` for the log-uniform draw of the ``"official"`` variant)."""
     u = jax.random.uniform(key, (batch,))
     if config.w_dist == "log_uniform":  # density ∝ 1/w
-        return jnp.exp(u * jnp.log(config.w_max))
+        top = config.w_max + 1.0 if config.variant == "official" else config.w_max
+        return jnp.exp(u * jnp.log(top))
     if config.w_dist == "uniform":
         return 1.0 + u * (config.w_max - 1.0)
     return jnp.full((batch,), config.w_max, jnp.float32)
@@ -172,7 +178,7 @@ def pmf_loss(
 
         _, V = meanflow_target(u_fn, z_t, t, r, tangent)
         per = _per_example(V - v_g, config)
-        if config.adaptive:
+        if config.use_adaptive:
             per = per / sg(per + config.adaptive_eps)
         sq = jnp.mean((V - v_g) ** 2, axis=tuple(range(1, x.ndim)))
         fm = (t == r).astype(jnp.float32)
