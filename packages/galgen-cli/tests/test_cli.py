@@ -113,7 +113,7 @@ def test_reproduce_micro_writes_both_tables(micro):
 
 def test_reproduce_micro_ablation_table(micro):
     report = (micro / "report.md").read_text()
-    t3 = report.split("## Table 3")[1].split("## Stage wall times")[0]
+    t3 = report.split("## Table 3")[1].split("\n## ")[0].split("**Ratio")[0]  # its first table
     rows = [line.split("|")[1].strip() for line in t3.splitlines() if line.startswith("| p-MF")]
     assert rows == ["p-MF tiny L2", "p-MF tiny Huber-NLS"]
     # the base row is the main pMF run's one-step sample; the variant is its own run
