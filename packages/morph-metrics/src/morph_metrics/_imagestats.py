@@ -6,17 +6,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._photometry import _check_images
+
 #: Scale factor turning a median absolute deviation into a Gaussian σ.
 MAD_TO_SIGMA = 1.482602218505602
-
-
-def _check_images(images: np.ndarray) -> np.ndarray:
-    x = np.asarray(images)
-    if x.ndim == 3:
-        x = x[..., None]
-    if x.ndim != 4:
-        raise ValueError(f"images must be (N, H, W, C) or (N, H, W), got shape {x.shape}")
-    return x
 
 
 def border_mask(shape: tuple[int, int], width: int) -> np.ndarray:
