@@ -27,6 +27,15 @@ _DDPM_PAPER = {
 }
 
 
+_DDPM_TINY = {
+    "model": "ddpm",
+    "backbone": {"preset": "ddpm-tiny"},
+    "objective": {"loss": "huber", "label_smoothing": 0.01, "dropout": 0.0},
+    "train": {"steps": 1500, "batch_size": 32, "lr": 2e-3, "ema_decay": 0.99},
+    "data": dict(_DATA),
+}
+
+
 def _pmf(backbone: str, loss: str, smoothing: float, steps: int, batch: int) -> dict[str, Any]:
     return {
         "model": "pmf",
@@ -46,23 +55,11 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
     "pmf-25m": _pmf("pmf-25m", "l2", 0.01, 200_000, 128),
     "pmf-25m-nls": _pmf("pmf-25m", "l2", 0.0, 200_000, 128),
     # CPU presets: tiny networks and a higher learning rate so a few minutes of training learn.
-    "ddpm-tiny": {
-        "model": "ddpm",
-        "backbone": {"preset": "ddpm-tiny"},
-        "objective": {"loss": "huber", "label_smoothing": 0.01, "dropout": 0.0},
-        "train": {"steps": 1500, "batch_size": 32, "lr": 2e-3, "ema_decay": 0.99},
-        "data": dict(_DATA),
-    },
+    "ddpm-tiny": _DDPM_TINY,
     # ddpm-tiny with v-prediction: the realism diagnosis (docs/results.md) found that the
     # eps-net's x0 estimate is off by ~38 (data std 0.24) at t = 1, which the deterministic
     # solvers integrate; with v the same 600 steps give 2-3x less sky excess and ~10x less frame.
-    "ddpm-tiny-v": {
-        "model": "ddpm",
-        "backbone": {"preset": "ddpm-tiny"},
-        "objective": {"loss": "huber", "label_smoothing": 0.01, "dropout": 0.0, "prediction": "v"},
-        "train": {"steps": 1500, "batch_size": 32, "lr": 2e-3, "ema_decay": 0.99},
-        "data": dict(_DATA),
-    },
+    "ddpm-tiny-v": {**_DDPM_TINY, "objective": {**_DDPM_TINY["objective"], "prediction": "v"}},
     "pmf-tiny": {
         "model": "pmf",
         "backbone": {"preset": "pmf-tiny"},
