@@ -60,6 +60,17 @@ def test_missing_data_dir(tmp_path):
     _one_line_error(res, "nope")
 
 
+def test_unknown_data_option_names_the_key_and_writes_nothing(micro, tmp_path):
+    out = tmp_path / "r"
+    res = runner.invoke(
+        app,
+        ["train", "ddpm", "--data", str(micro / "data"), "--out", str(out),
+         "--set", "data.bogus=1"],
+    )  # fmt: skip
+    _one_line_error(res, "data.bogus", "peak")
+    assert not out.exists()
+
+
 def test_unknown_method(tmp_path):
     res = runner.invoke(app, ["sample", str(tmp_path), "--method", "rk45", "--out", "x.h5"])
     _one_line_error(res, "rk45")

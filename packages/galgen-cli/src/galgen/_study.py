@@ -243,14 +243,18 @@ def train(
     n, size, _, channels = ds.images.shape
     if not resume:
         x = sample_images(ds, 2048, seed)  # one read serves the fit and the range
+        import inspect
+
+        kind = _transform(cfg["data"]["transform"])
         opts = {k: v for k, v in cfg["data"].items() if k != "transform"}
-        try:
-            tf = _transform(cfg["data"]["transform"]).fit(x, **opts)
-        except TypeError:
+        known = set(inspect.signature(kind.fit).parameters) - {"data", "max_images", "seed"}
+        bad = sorted(set(opts) - known)
+        if bad:
             raise GalgenError(
-                f"data.{', data.'.join(opts)}: not an option of the "
-                f"{cfg['data']['transform']!r} transform"
-            ) from None
+                f"data.{bad[0]}: not an option of the {cfg['data']['transform']!r} transform "
+                f"(options: {', '.join(sorted(known)) or 'none'})"
+            )
+        tf = kind.fit(x, **opts)
         cfg["transform"] = tf.to_dict()
         # the stretched training range: samplers clip their denoised estimates to it
         y = tf.forward(x)
