@@ -44,7 +44,7 @@ def _sync(session: nox.Session, package: str) -> None:
 
 def _test(session: nox.Session, package: str) -> None:
     _sync(session, package)
-    import_name = "galgen" if package == "galgen-cli" else package.replace("-", "_")
+    import_name = package.replace("-", "_")
     # Importing alone proves the package needs nothing it does not declare.
     session.run("python", "-c", f"import {import_name}; print({import_name}.__name__, 'imports')")
     env = {"JAX_PLATFORMS": "cpu", "MPLBACKEND": "Agg"}

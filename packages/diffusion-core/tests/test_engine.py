@@ -16,7 +16,14 @@ import jax
 import numpy as np
 import optax
 import pytest
-from diffusion_core import TrainConfig, latest_step, load_checkpoint, make_optimizer, train
+from diffusion_core import (
+    TrainConfig,
+    latest_step,
+    load_checkpoint,
+    load_ema_params,
+    make_optimizer,
+    train,
+)
 
 HERE = Path(__file__).parent
 
@@ -84,6 +91,11 @@ def test_checkpoint_round_trip_and_retention(tmp_path):
     np.testing.assert_array_equal(jax.random.key_data(loaded.key), jax.random.key_data(state.key))
     with pytest.raises(FileExistsError, match="resume=True"):
         train(dc_toy.loss_fn, tmpl, dc_toy.batches_fn(), cfg(), tmp_path / "run", resume=False)
+    ema, step = load_ema_params(tmp_path / "run", params_like=tmpl)  # the EMA alone, newest
+    assert step == 12
+    for a, b in zip(dc_toy.leaves(ema), dc_toy.leaves(state.ema_params), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert load_ema_params(tmp_path / "run", 8)[1] == 8
     raw = load_checkpoint(tmp_path / "run", 8)  # no template: nested dicts
     assert set(raw.params) == {"w", "b"} and raw.step == 8
     with pytest.raises(FileNotFoundError, match="step 3"):

@@ -12,6 +12,7 @@ from galaxiesml_data import (
     CATALOG_COLUMNS,
     GalaxiesMLFormatError,
     file_name,
+    find_split,
     open_split,
     validate,
     write_split,
@@ -24,6 +25,23 @@ def test_file_names_match_published_ones():
     assert file_name("validation", 32) == "5x32x32_validation_with_morphology.hdf5"
     with pytest.raises(ValueError, match="split"):
         file_name("train")
+
+
+def test_find_split_picks_the_size_asked_for_and_names_ambiguity(tmp_path):
+    for size in (64, 127):
+        (tmp_path / file_name("testing", size)).write_bytes(b"")
+    (tmp_path / file_name("training", 64)).write_bytes(b"")
+    assert find_split(tmp_path, "training") == tmp_path / file_name("training", 64)
+    assert find_split(tmp_path, "testing", 64) == tmp_path / file_name("testing", 64)
+    assert find_split(tmp_path, "testing", size=127).name.startswith("5x127x127")
+    with pytest.raises(ValueError, match="5x127x127_testing.*size="):
+        find_split(tmp_path, "testing")
+    with pytest.raises(FileNotFoundError, match="5x32x32_testing"):
+        find_split(tmp_path, "testing", 32)
+    with pytest.raises(FileNotFoundError, match="validation"):
+        find_split(tmp_path, "validation")
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        find_split(tmp_path / "nowhere", "testing")
 
 
 def test_synthetic_schema_round_trip(synth32):

@@ -65,3 +65,30 @@ def test_one_step_is_x_prediction_at_t1_r0_and_guidance_embedding():
     np.testing.assert_allclose(x.ravel(), [10.25, 41.5], rtol=1e-6)
     x = sample(apply, None, noise, red, guidance=4.0, config=PMFConfig(variant="official"))
     np.testing.assert_allclose(x.ravel(), [40.25, 41.5], rtol=1e-6)
+
+
+def test_clip_x0_clips_every_step_estimate_and_is_exact_when_inactive():
+    """One step: the sample is the clipped X. Two steps with X(z) = 2 z: the first estimate is
+    clipped before the step is taken, so the result equals the hand-computed clipped path; a range
+    wider than every estimate changes nothing (the exact transport stays exact)."""
+    noise = jnp.array([-3.0, -0.2, 0.4, 5.0]).reshape(4, 1, 1, 1)
+    red = jnp.zeros(4)
+
+    def double(params, x, t, r=None, w=None, z=None, drop=None):
+        return 2.0 * x
+
+    x1 = sample(double, None, noise, red, clip_x0=(-1.0, 1.0))
+    np.testing.assert_allclose(x1.ravel(), np.clip(2 * noise.ravel(), -1, 1), rtol=1e-6)
+    # two steps, t: 1 -> 0.5 -> 0; step i: x0 = clip(2 z), z <- z - (t - r) (z - x0) / t
+    z = np.asarray(noise.ravel(), np.float64)
+    for t, r in ((1.0, 0.5), (0.5, 0.0)):
+        x0 = np.clip(2 * z, -1, 1)
+        z = z - (t - r) * (z - x0) / t
+    x2 = sample(double, None, noise, red, num_steps=2, clip_x0=(-1.0, 1.0))
+    np.testing.assert_allclose(x2.ravel(), z, rtol=1e-5)
+    unclipped = sample(double, None, noise, red, num_steps=2)
+    assert not np.allclose(unclipped, x2)
+    wide = sample(exact_apply, None, noise, red, num_steps=2, clip_x0=(-1e6, 1e6))
+    np.testing.assert_allclose(wide, sample(exact_apply, None, noise, red, num_steps=2), rtol=1e-6)
+    with pytest.raises(ValueError, match="clip_x0"):
+        sample(double, None, noise, red, clip_x0=(1.0, -1.0))

@@ -22,6 +22,7 @@ from ._engine import (
     ema_update,
     latest_step,
     load_checkpoint,
+    load_ema_params,
     make_optimizer,
     train,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "ema_update",
     "latest_step",
     "load_checkpoint",
+    "load_ema_params",
     "make_optimizer",
     "train",
 ]

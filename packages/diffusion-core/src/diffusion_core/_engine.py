@@ -397,6 +397,22 @@ def latest_step(run_dir: str | Path) -> int | None:
     return steps[-1] if steps else None
 
 
+def load_ema_params(
+    run_dir: str | Path, step: int | None = None, *, params_like: Any = None
+) -> tuple[Any, int]:
+    """Only the EMA parameters of a checkpoint (default: the newest) and its step.
+
+    Reads neither the raw parameters nor the optimizer state (together about 3x the EMA's
+    memory): what sampling from a trained run needs.
+    """
+    if step is None:
+        step = latest_step(run_dir)
+        if step is None:
+            raise FileNotFoundError(f"no checkpoint in {Path(run_dir) / 'checkpoints'}")
+    trees, meta = _checkpoint.restore(run_dir, step, {"ema_params": params_like})
+    return trees["ema_params"], int(meta["step"])
+
+
 def load_checkpoint(
     run_dir: str | Path,
     step: int | None = None,

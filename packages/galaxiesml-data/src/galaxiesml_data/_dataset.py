@@ -11,7 +11,14 @@ import h5py
 import numpy as np
 from tqdm.auto import tqdm
 
-from ._schema import BANDS, IMAGE_KEY, OBJECT_ID_KEY, REDSHIFT_KEY, GalaxiesMLFormatError
+from ._schema import (
+    BANDS,
+    IMAGE_KEY,
+    OBJECT_ID_KEY,
+    REDSHIFT_KEY,
+    REDSHIFT_RANGE,
+    GalaxiesMLFormatError,
+)
 
 __all__ = ["Dataset", "ImageView", "ValidationReport", "open_split", "validate"]
 
@@ -325,11 +332,12 @@ def validate(path: str | Path, *, chunk: int = 1024, progress: bool = False) -> 
             rep.nan_redshift = int(np.isnan(z).sum())
             rep.inf_redshift = int(np.isinf(z).sum())
             fz = z[np.isfinite(z)]
-            rep.out_of_range_redshift = int(((fz < 0) | (fz > 4)).sum())
+            lo, hi = REDSHIFT_RANGE
+            rep.out_of_range_redshift = int(((fz < lo) | (fz > hi)).sum())
             if rep.nan_redshift or rep.inf_redshift or rep.out_of_range_redshift:
                 rep.problems.append(
                     f"{rep.nan_redshift} NaN, {rep.inf_redshift} inf and {rep.out_of_range_redshift} "
-                    f"out-of-range (outside [0, 4]) values in {REDSHIFT_KEY!r}"
+                    f"out-of-range (outside [{lo:g}, {hi:g}]) values in {REDSHIFT_KEY!r}"
                 )
         if n is not None:
             for k, v in f.items():

@@ -17,6 +17,9 @@ PIXEL_SCALE: float = 0.168
 ZERO_POINT: float = 27.0
 """AB magnitude zero point of the pixel values: ``mag = 27 - 2.5 log10(flux)``."""
 
+REDSHIFT_RANGE: tuple[float, float] = (0.0, 4.0)
+"""The redshift domain of GalaxiesML (spectroscopic redshifts 0-4): valid conditioning values."""
+
 SPLITS: tuple[str, ...] = ("training", "validation", "testing")
 """Split names as they appear in the published file names."""
 
@@ -66,6 +69,36 @@ def file_name(split: str, size: int = 64) -> str:
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     return f"5x{int(size)}x{int(size)}_{split}_with_morphology.hdf5"
+
+
+def find_split(directory: str | Path, split: str, size: int | None = None) -> Path:
+    """The file of ``split`` in ``directory`` (published naming, see :func:`file_name`).
+
+    With ``size`` the file of that image side is required; without it the directory must hold
+    exactly one size of that split (the published 64- and 127-pixel files side by side are
+    ambiguous: the error names both and asks for ``size``).
+
+    Raises:
+        FileNotFoundError: the directory or the file is missing (the message names both).
+        ValueError: several image sizes and no ``size``.
+    """
+    directory = Path(directory)
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    if not directory.is_dir():
+        raise FileNotFoundError(f"data directory {directory} does not exist")
+    if size is not None:
+        path = directory / file_name(split, size)
+        if not path.is_file():
+            raise FileNotFoundError(f"no {path.name} in {directory}")
+        return path
+    found = sorted(directory.glob(f"5x*x*_{split}_with_morphology.hdf5"))
+    if not found:
+        raise FileNotFoundError(f"no 5xHxW_{split}_with_morphology.hdf5 file in {directory}")
+    if len(found) > 1:
+        names = ", ".join(p.name for p in found)
+        raise ValueError(f"{directory} holds several image sizes of {split} ({names}); pass size=")
+    return found[0]
 
 
 def write_split(

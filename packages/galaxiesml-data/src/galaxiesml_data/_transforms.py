@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from ._schema import BANDS
+from ._schema import BANDS, REDSHIFT_RANGE
 
 __all__ = [
     "ArcsinhStretch",
@@ -206,7 +206,7 @@ def transform_from_dict(d: dict[str, Any]) -> ArcsinhStretch | MinMaxScale:
 
 
 def smooth_redshift(z: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
-    """Label smoothing: ``clip(z + N(0, sigma²), 0, 4)`` as float32 (``sigma=0`` returns ``z``).
+    """Label smoothing: ``z + N(0, sigma²)`` clipped to ``REDSHIFT_RANGE``, as float32 (``sigma=0`` returns ``z``).
 
     The baseline code uses sigma 0.01; the thesis reports 0.1 as best. Use it for training only.
     """
@@ -215,4 +215,4 @@ def smooth_redshift(z: np.ndarray, sigma: float, rng: np.random.Generator) -> np
         raise ValueError(f"label smoothing sigma must be >= 0, got {sigma}")
     if sigma == 0:
         return z.copy()
-    return np.clip(z + rng.normal(0.0, sigma, size=z.shape), 0.0, 4.0).astype(np.float32)
+    return np.clip(z + rng.normal(0.0, sigma, size=z.shape), *REDSHIFT_RANGE).astype(np.float32)

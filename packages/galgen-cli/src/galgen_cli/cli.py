@@ -1,6 +1,7 @@
-"""The ``galgen`` console script: a thin Typer layer over the six galgen libraries.
+"""The ``galgen`` console script: a thin Typer layer over the ``galgen`` library.
 
-Heavy imports (jax, flax, statmorph, ...) happen inside the commands so ``galgen --help`` is fast.
+Each command parses its options and calls one library function; it owns no science. Heavy imports
+(jax, flax, statmorph, ...) happen inside the library calls so ``galgen --help`` is fast.
 Every command turns a library error into one sentence on stderr and a non-zero exit code; pass
 ``--debug`` for the traceback.
 """
@@ -12,9 +13,9 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any
 
+import galgen
 import typer
-
-from galgen._errors import GalgenError
+from galgen import METHODS, GalgenError
 
 app = typer.Typer(
     help="Redshift-conditioned galaxy image synthesis: data, training, sampling, evaluation.",
@@ -28,8 +29,6 @@ data_app = typer.Typer(
 app.add_typer(data_app, name="data")
 
 _STATE: dict[str, Any] = {"debug": False}
-
-METHODS = ("ddpm", "ddim", "dpmpp_2m", "dpmpp_2s", "deis", "euler", "heun", "pmf")
 
 
 @app.callback()
@@ -93,9 +92,7 @@ def data_synth(
     workers: Annotated[int | None, typer.Option(help="Processes (default: all cores).")] = None,
 ) -> None:
     """Write a synthetic GalSim data set in the GalaxiesML schema."""
-    from galgen import _study
-
-    paths = _study.synth(
+    paths = galgen.synth(
         out, n_train=n_train, n_val=n_val, n_test=n_test, size=size, seed=seed, workers=workers
     )
     _say(f"[green]wrote[/] {', '.join(str(p) for p in paths)}")
@@ -105,9 +102,7 @@ def data_synth(
 @_friendly
 def data_info(file: Annotated[Path, typer.Argument(help="A GalaxiesML-schema HDF5 file.")]) -> None:
     """Summarize a GalaxiesML-schema file: size, image shape, redshift range, columns."""
-    from galgen import _study
-
-    typer.echo(_study.info(file))
+    typer.echo(galgen.info(file))
 
 
 @data_app.command("validate")
@@ -143,11 +138,9 @@ def train(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
 ) -> None:
     """Train a DDPM or a pixel MeanFlow on GalaxiesML-schema data."""
-    from galgen import _study
-
     if model not in ("ddpm", "pmf"):
         raise GalgenError(f"unknown model {model!r}; choose ddpm or pmf")
-    state = _study.train(
+    state = galgen.train(
         model, data, out, preset=preset, overrides=set_ or [], resume=resume, seed=seed
     )
     _say(f"[green]trained[/] {model} to step {state['step']} in {out}")
@@ -159,9 +152,15 @@ def train(
 @app.command()
 @_friendly
 def sample(
-    run: Annotated[Path, typer.Argument(help="A run directory written by `galgen train`.")],
+    run: Annotated[
+        Path,
+        typer.Argument(help="A run directory (`galgen train`) or model file (`galgen export`)."),
+    ],
     out: Annotated[Path, typer.Option(help="Output HDF5 file (GalaxiesML schema).")],
-    method: Annotated[str, typer.Option(help=f"One of {', '.join(METHODS)}.")] = "dpmpp_2m",
+    method: Annotated[
+        str | None,
+        typer.Option(help=f"One of {', '.join(METHODS)} (default: pmf, or dpmpp_2m for a DDPM)."),
+    ] = None,
     steps: Annotated[int | None, typer.Option(help="Sampler steps (default per method).")] = None,
     guidance: Annotated[float | None, typer.Option(help="Guidance scale w (1 = none).")] = None,
     redshifts: Annotated[
@@ -169,18 +168,20 @@ def sample(
     ] = "test",
     n: Annotated[int | None, typer.Option(help="At most this many galaxies.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    data: Annotated[
+        Path | None,
+        typer.Option(help="Data directory for --redshifts test (default: the run's own)."),
+    ] = None,
     fmt: Annotated[
         str, typer.Option("--format", help="hdf5 or fits (FITS also writes .hdf5).")
     ] = "hdf5",
 ) -> None:
     """Generate galaxies from a trained run, written in the GalaxiesML schema."""
-    from galgen import _study
-
     if method not in METHODS:
         raise GalgenError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     if fmt not in ("hdf5", "fits"):
         raise GalgenError(f"unknown --format {fmt!r}; choose hdf5 or fits")
-    res = _study.sample(
+    res = galgen.sample(
         run,
         out,
         method=method,
@@ -190,11 +191,20 @@ def sample(
         n=n,
         seed=seed,
         fits=fmt == "fits",
+        data=data,
     )
-    _say(
-        f"[green]wrote[/] {res['n']} galaxies to {out} ({method}, NFE {res['nfe']}, "
-        f"{res['seconds']:.1f} s)"
-    )
+    _say(f"[green]wrote[/] {res['n']} galaxies to {out} (NFE {res['nfe']}, {res['seconds']:.1f} s)")
+
+
+@app.command()
+@_friendly
+def export(
+    run: Annotated[Path, typer.Argument(help="A run directory written by `galgen train`.")],
+    file: Annotated[Path, typer.Argument(help="The model file to write (e.g. pmf.galgen).")],
+) -> None:
+    """Write a portable model file: EMA weights + config, no optimizer state, no paths."""
+    path = galgen.export(run, file)
+    _say(f"[green]exported[/] {run} to {path} ({path.stat().st_size / 1e6:.1f} MB)")
 
 
 # ----------------------------------------------------------------------------- evaluate
@@ -211,11 +221,9 @@ def evaluate(
     seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
 ) -> None:
     """Morphology of real and generated galaxies, JSD and BCD tables (Table 1 layout), figures."""
-    from galgen import _study
-
     if protocol not in ("statmorph", "paper"):
         raise GalgenError(f"unknown protocol {protocol!r}; choose statmorph or paper")
-    table = _study.evaluate(real, generated, out, protocol=protocol, n_boot=n_boot, seed=seed)
+    table = galgen.evaluate(real, generated, out, protocol=protocol, n_boot=n_boot, seed=seed)
     typer.echo(table)
 
 
@@ -232,9 +240,7 @@ def bench(
     ddpm_steps: Annotated[int, typer.Option(help="Ancestral steps of the DDPM row.")] = 1000,
 ) -> None:
     """Table 2: NFE, parameters, wall time for a fixed batch, GFLOPs — per method, this device."""
-    from galgen import _study
-
-    typer.echo(_study.bench(runs, out, batch=batch, repeats=repeats, ddpm_steps=ddpm_steps))
+    typer.echo(galgen.bench(runs, out, batch=batch, repeats=repeats, ddpm_steps=ddpm_steps))
 
 
 # ----------------------------------------------------------------------------- reproduce
@@ -258,9 +264,7 @@ def reproduce(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
 ) -> None:
     """THE MAIN JOB: data → train → sample every method → evaluate → bench → ablations → report.md."""
-    from galgen import _study
-
-    report = _study.reproduce(out, preset=preset, data=data, force=force, seed=seed)
+    report = galgen.reproduce(out, preset=preset, data=data, force=force, seed=seed)
     _say(f"[green]report[/] {report}")
 
 

@@ -1,6 +1,6 @@
-"""Stage functions behind the CLI commands: they compose the libraries and own no science.
+"""The run lifecycle: data, training, sampling to files, evaluation, bench, the reproduction.
 
-Every stage reads and writes only the paths it is given. Run directories are self-describing:
+They compose the six libraries and own no science; the CLI calls them one to one. Every stage reads and writes only the paths it is given. Run directories are self-describing:
 ``config.json`` holds the resolved training preset, the data transform, the seed, versions and device.
 """
 
@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import platform
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,18 +20,8 @@ import numpy as np
 
 from galgen._errors import GalgenError
 from galgen._presets import REPRODUCE_PRESETS, apply_overrides, resolve, study_runs
+from galgen._simulator import Simulator, _build
 
-#: Default number of sampler steps per method (the study's Table 1 settings).
-DEFAULT_STEPS = {
-    "ddpm": 1000,
-    "ddim": 60,
-    "deis": 30,
-    "dpmpp_2m": 30,
-    "dpmpp_2s": 15,
-    "euler": 60,
-    "heun": 30,
-    "pmf": 1,
-}
 #: The rows of the study's tables: (label, method, steps). DDPM rows need a DDPM run, pMF rows a pMF run.
 DDPM_ROWS = (
     ("DDPM", "ddpm", None),
@@ -52,17 +43,6 @@ STAT_LABELS = {
 # ----------------------------------------------------------------------------- helpers
 
 
-def split_path(data: Path, split: str) -> Path:
-    """The ``*_{split}_with_morphology.hdf5`` file in directory ``data`` (one clear error if absent)."""
-    data = Path(data)
-    if not data.is_dir():
-        raise GalgenError(f"data directory {data} does not exist")
-    found = sorted(data.glob(f"5x*_{split}_with_morphology.hdf5"))
-    if not found:
-        raise GalgenError(f"no 5xHxW_{split}_with_morphology.hdf5 file in {data}")
-    return found[0]
-
-
 def environment() -> dict[str, Any]:
     """Versions, device and host: stamped into every run directory and report."""
     import importlib.metadata as md
@@ -70,7 +50,7 @@ def environment() -> dict[str, Any]:
     import jax
 
     dists = (
-        "galgen-cli",
+        "galgen",
         "galaxiesml-data",
         "gen-backbones",
         "ode-samplers",
@@ -181,12 +161,23 @@ def info(file: Path) -> str:
 # ----------------------------------------------------------------------------- models
 
 
-def _build(cfg: dict[str, Any], image_size: int, channels: int):
-    from gen_backbones import build
+def check_config(cfg: dict[str, Any]) -> None:
+    """Build every typed section of a resolved run config (objective, train, backbone); the
+    first invalid value raises ``GalgenError`` naming its section."""
+    import diffusion_core as dc
+    import meanflow as mf
 
-    bb = dict(cfg["backbone"])
-    name = bb.pop("preset")
-    return build(name, image_size=image_size, channels=channels, **bb)
+    obj = dc.DDPMConfig if cfg["model"] == "ddpm" else mf.PMFConfig
+    checks = (
+        ("objective", lambda: obj(**cfg["objective"])),
+        ("train", lambda: dc.TrainConfig.from_dict({**cfg["train"], "seed": cfg.get("seed", 0)})),
+        ("backbone", lambda: _build(cfg)),
+    )
+    for section, build in checks:
+        try:
+            build()
+        except (TypeError, ValueError, KeyError) as exc:
+            raise GalgenError(f"{section}: {str(exc).strip().splitlines()[0]}") from None
 
 
 def _objective(cfg: dict[str, Any], net):
@@ -239,7 +230,9 @@ def train(
         cfg["seed"] = seed
         cfg["data_dir"] = str(Path(data).resolve())
 
-    ds = open_split(split_path(Path(cfg["data_dir"]), "training"))
+    from galaxiesml_data import find_split
+
+    ds = open_split(find_split(Path(cfg["data_dir"]), "training", size=cfg.get("image_size")))
     n, size, _, channels = ds.images.shape
     if not resume:
         x = sample_images(ds, 2048, seed)  # one read serves the fit and the range
@@ -261,10 +254,11 @@ def train(
         cfg["data_range"] = [float(y.min()), float(y.max())]
         cfg["image_size"], cfg["channels"] = int(size), int(channels)
         cfg["environment"] = environment()
+        check_config(cfg)  # every section, before anything is written
         out.mkdir(parents=True, exist_ok=True)
         _write_json(cfg_path, cfg)
     tf = load_transform(cfg)  # the stored transform, so a resumed run stretches identically
-    net = _build(cfg, size, channels)
+    net = _build(cfg)
     params = net.init(jax.random.key(seed))
     loss_fn = _objective(cfg, net)
     tcfg = dc.TrainConfig.from_dict({**cfg["train"], "seed": seed})
@@ -283,95 +277,34 @@ def load_transform(cfg: dict[str, Any]):
     return transform_from_dict(cfg["transform"])
 
 
-def load_run(run: Path):
-    """(config, backbone, EMA params, transform) of a trained run directory."""
-    import diffusion_core as dc
-
-    run = Path(run)
-    cfg_path = run / "config.json"
-    if not cfg_path.exists():
-        raise GalgenError(f"{run} is not a run directory (no config.json)")
-    cfg = json.loads(cfg_path.read_text())
-    if dc.latest_step(run) is None:
-        raise GalgenError(
-            f"{run} has no checkpoint yet; train it first (galgen train ... --out {run})"
-        )
-    state = dc.load_checkpoint(run)
-    net = _build(cfg, cfg["image_size"], cfg["channels"])
-    return cfg, net, state.ema_params, load_transform(cfg)
-
-
 # ----------------------------------------------------------------------------- sampling
 
 
-def make_sampler(
-    cfg: dict[str, Any], net, params, method: str, steps: int | None, guidance: float | None
-):
-    """A jit-compiled ``fn(noise, redshift, key) -> x`` and a thunk giving its NFE after a call.
+def redshifts_from(
+    spec: str, sim: Simulator, n: int | None = None, data: Path | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """(redshift (N,), object_id (N,) or None) from 'test' (the test split of ``data``, else of
+    the run's training-data directory), a text file of redshifts, or 'z1,z2,...'; at most ``n``."""
+    from galaxiesml_data import find_split, open_split
 
-    NFE counts network evaluations: a classifier-free-guided DDPM step costs two. Samples (and
-    the DDPM's denoised estimates at every step) are clipped to the stretched training range
-    ``cfg["data_range"]``, so an imperfect model cannot leave the range the inverse stretch maps
-    back to finite flux.
-    """
-    import jax
-    import jax.numpy as jnp
-
-    steps = steps or DEFAULT_STEPS[method]
-    lo, hi = cfg.get("data_range", (-jnp.inf, jnp.inf))
-    nfe_box: dict[str, int] = {}
-    if cfg["model"] == "pmf":
-        if method != "pmf":
-            raise GalgenError(f"a pMF run samples with --method pmf, not {method!r}")
-        import meanflow as mf
-
-        w = 1.0 if guidance is None else guidance
-
-        def fn(noise, z, key):
-            x, nfe_box["nfe"] = mf.sample(
-                net.apply, params, noise, z, guidance=w, num_steps=steps, return_nfe=True
-            )
-            return jnp.clip(x, lo, hi)
-
-        return jax.jit(fn), lambda: nfe_box["nfe"]
-    if method == "pmf":
-        raise GalgenError("--method pmf needs a pMF run; this run is a DDPM")
-    import diffusion_core as dc
-    from ode_samplers import sample as ode_sample
-
-    sched = dc.ddpm_schedule()
-    passes = 2 if guidance not in (None, 1.0) else 1
-
-    def fn(noise, z, key):
-        model_fn = dc.ddpm_model_fn(net.apply, params, z, guidance=guidance)
-        x, nfe = ode_sample(
-            model_fn,
-            noise,
-            schedule=sched,
-            method=method,
-            num_steps=steps,
-            prediction=cfg["objective"].get("prediction", "eps"),
-            key=key,
-            return_nfe=True,
-            clip_x0=(lo, hi),
-        )
-        nfe_box["nfe"] = nfe * passes
-        return x
-
-    return jax.jit(fn), lambda: nfe_box["nfe"]
-
-
-def _redshifts(spec: str, cfg: dict[str, Any], n: int | None):
-    """(redshift (N,), object_id (N,) or None) from 'test', a text file, or 'z1,z2,...'."""
-    from galaxiesml_data import open_split
-
+    if n is not None and n < 1:
+        raise GalgenError(f"--n {n}: need at least one galaxy")
     if spec == "test":
-        ds = open_split(split_path(Path(cfg["data_dir"]), "testing"))
+        where = data if data is not None else sim.config.get("data_dir")
+        if where is None:
+            raise GalgenError(
+                "--redshifts test: this model records no data directory (a model file never "
+                "does); pass --data DIR holding the test split, or give redshifts"
+            )
+        ds = open_split(find_split(Path(where), "testing", size=sim.image_shape[0]))
         m = len(ds) if n is None else min(n, len(ds))
         return np.asarray(ds.redshift[:m], np.float32), np.asarray(ds.object_id[:m])
     path = Path(spec)
-    if path.exists():
-        z = np.loadtxt(path, dtype=np.float32, ndmin=1)
+    if path.is_file():
+        try:
+            z = np.loadtxt(path, dtype=np.float32, ndmin=1)
+        except ValueError as exc:
+            raise GalgenError(f"--redshifts {path}: not a column of numbers ({exc})") from None
     else:
         try:
             z = np.array([float(v) for v in spec.split(",") if v.strip()], np.float32)
@@ -379,94 +312,39 @@ def _redshifts(spec: str, cfg: dict[str, Any], n: int | None):
             raise GalgenError(
                 f"--redshifts {spec!r}: not 'test', an existing file, or z1,z2,..."
             ) from None
-    if z.size == 0 or not np.all(np.isfinite(z)) or z.min() < 0 or z.max() > 4:
-        raise GalgenError(f"--redshifts {spec!r}: need finite redshifts in [0, 4]")
-    if n is not None:
-        z = np.resize(z, n)
-    return z.astype(np.float32), None
-
-
-def generate(
-    cfg,
-    net,
-    params,
-    tf,
-    method: str,
-    steps: int | None,
-    guidance: float | None,
-    z: np.ndarray,
-    seed: int,
-    chunk: int = 256,
-) -> tuple[np.ndarray, int, float]:
-    """Linear-flux galaxies ``(N, H, W, C)`` at redshifts ``z``, their NFE and the wall seconds."""
-    import jax
-    from tqdm.auto import tqdm
-
-    fn, nfe = make_sampler(cfg, net, params, method, steps, guidance)
-    shape = (cfg["image_size"], cfg["image_size"], cfg["channels"])
-    key = jax.random.key(seed)
-    out = []
-    t0 = time.perf_counter()
-    for i in tqdm(
-        range(0, len(z), chunk), desc=f"sample {method}", unit="batch", disable=len(z) <= chunk
-    ):
-        zc = z[i : i + chunk]
-        kn, ks = jax.random.split(jax.random.fold_in(key, i))
-        noise = jax.random.normal(kn, (len(zc), *shape), np.float32)
-        out.append(np.asarray(fn(noise, jax.numpy.asarray(zc), ks)))
-    x = np.concatenate(out)
-    seconds = time.perf_counter() - t0
-    return np.asarray(tf.inverse(x), np.float32), nfe(), seconds
+    if z.size == 0:
+        raise GalgenError(f"--redshifts {spec!r}: no redshifts in it")
+    return (z if n is None else z[:n]), None
 
 
 def sample(
     run: Path,
     out: Path,
     *,
-    method: str,
+    method: str | None,
     steps: int | None,
     guidance: float | None,
     redshifts: str,
     n: int | None,
     seed: int,
     fits: bool = False,
+    data: Path | None = None,
 ) -> dict[str, Any]:
-    """``galgen sample``: generate and write a GalaxiesML-schema file (plus FITS if asked)."""
-    import h5py
-    from galaxiesml_data import write_split
-
-    cfg, net, params, tf = load_run(run)
-    z, object_id = _redshifts(redshifts, cfg, n)
-    images, nfe, seconds = generate(cfg, net, params, tf, method, steps, guidance, z, seed)
-    attrs = {
-        "method": method,
-        "nfe": nfe,
-        "seed": seed,
-        "steps": steps or DEFAULT_STEPS[method],
-        "guidance": 1.0 if guidance is None else guidance,
-        "run": str(Path(run).resolve()),
-        "generator": "galgen",
-    }
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    write_split(out, images, z, columns=None if object_id is None else {"object_id": object_id})
-    with h5py.File(out, "a") as f:
-        f.attrs.update(attrs)
+    """Sample a run directory or model file into a GalaxiesML-schema file (+ FITS if asked)."""
+    sim = Simulator.load(run)
+    z, object_id = redshifts_from(redshifts, sim, n, data)
+    gals = sim.sample(
+        z, method=method, steps=steps, guidance=guidance, seed=seed, object_id=object_id
+    )
+    gals.to_hdf5(out)
     if fits:
-        _write_fits(Path(out).with_suffix(".fits"), images, z, attrs)
-    return {"n": len(z), "nfe": nfe, "seconds": seconds, "path": str(out)}
+        gals.to_fits(Path(out).with_suffix(".fits"))
+    return {"n": len(gals), "nfe": gals.nfe, "seconds": gals.seconds, "path": str(out)}
 
 
-def _write_fits(path: Path, images: np.ndarray, z: np.ndarray, attrs: dict[str, Any]) -> None:
-    """One FITS file: primary HDU = cube (N, C, H, W) float32, a table HDU with the redshifts."""
-    from astropy.io import fits
-
-    hdr = fits.Header()
-    for k, v in attrs.items():
-        hdr[k[:8].upper()] = v if isinstance(v, (int, float)) else str(v)[:60]
-    hdr["BANDS"] = "g,r,i,z,y"
-    prim = fits.PrimaryHDU(np.transpose(images, (0, 3, 1, 2)), header=hdr)
-    table = fits.BinTableHDU.from_columns([fits.Column(name="specz_redshift", format="E", array=z)])
-    fits.HDUList([prim, table]).writeto(path, overwrite=True)
+def export(run: Path, file: Path) -> Path:
+    """Write run ``run``'s EMA weights and config as one portable model file."""
+    return Simulator.load(run).export(file)
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -688,7 +566,9 @@ def _photometry_tables(
     ims = pe.imagestats_table(ref, gens, floor, st)
     (out / "imagestats.md").write_text(pe.imagestats_markdown(ims))
     _write_json(out / "imagestats.json", {**meta, **ims})
-    train = split_path(real.parent, "training")
+    from galaxiesml_data import find_split
+
+    train = find_split(real.parent, "training", size=st["size"])
     pz = pe.photoz_estimator(train, st, cache, seed)
     pzt = pe.photoz_table(pz, ref, gens, st["bands"])
     (out / "photoz.md").write_text(pe.photoz_markdown(pzt))
@@ -715,22 +595,23 @@ def bench(
 
     rows = []
     for run in runs:
-        cfg, net, params, _ = load_run(run)
-        methods = PMF_ROWS if cfg["model"] == "pmf" else DDPM_ROWS
+        sim = Simulator.load(run)
+        params = sim._params
+        methods = PMF_ROWS if sim.model == "pmf" else DDPM_ROWS
         n_params = param_count(params)
-        flops = forward_flops(net, params, batch_size=1)
+        flops = forward_flops(sim._net, params, batch_size=1)
         z = np.linspace(0.1, 3.0, batch, dtype=np.float32)
-        shape = (batch, cfg["image_size"], cfg["image_size"], cfg["channels"])
+        index = np.arange(batch, dtype=np.int32)
         for label, method, steps in methods:
             steps = ddpm_steps if method == "ddpm" else steps
-            fn, nfe = make_sampler(cfg, net, params, method, steps, None)
-            noise = jax.random.normal(jax.random.key(0), shape)
+            fn, box = sim._sampler(method, steps, None)
+            nfe = lambda box=box: box["nfe"]  # noqa: E731
             key = jax.random.key(1)
-            jax.block_until_ready(fn(noise, z, key))  # compile
+            jax.block_until_ready(fn(params, index, z, key, key))  # compile
             times = []
             for _ in range(repeats):
                 t0 = time.perf_counter()
-                jax.block_until_ready(fn(noise, z, key))
+                jax.block_until_ready(fn(params, index, z, key, key))
                 times.append(time.perf_counter() - t0)
             times = np.array(times)
             med = float(np.median(times))
@@ -770,6 +651,13 @@ def bench(
 # ----------------------------------------------------------------------------- reproduce
 
 
+def _log(msg: str) -> None:
+    """One progress line on stderr (between progress bars)."""
+    from tqdm.auto import tqdm
+
+    tqdm.write(msg, file=sys.stderr)
+
+
 def _slug(label: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in label.lower()).strip("_")
 
@@ -778,7 +666,7 @@ def reproduce(out: Path, *, preset: str, data: Path | None, force: bool, seed: i
     """``galgen reproduce``: every stage in order, each skipped when its record exists."""
     import shutil
 
-    from rich.console import Console
+    from galaxiesml_data import find_split
 
     if preset not in REPRODUCE_PRESETS:
         raise GalgenError(
@@ -788,13 +676,12 @@ def reproduce(out: Path, *, preset: str, data: Path | None, force: bool, seed: i
     out = Path(out)
     stages = out / "stages"
     stages.mkdir(parents=True, exist_ok=True)
-    console = Console(stderr=True)
     t_start = time.perf_counter()
 
     def stage(name: str, fn, *outputs: Path):
         rec = stages / f"{name}.json"
         if rec.exists() and not force:
-            console.print(f"[dim]skip[/] {name} (done; --force to redo)")
+            _log(f"skip {name} (done; --force to redo)")
             return json.loads(rec.read_text())["result"]
         if force:
             for o in outputs:
@@ -803,7 +690,7 @@ def reproduce(out: Path, *, preset: str, data: Path | None, force: bool, seed: i
         result = fn()
         dt = time.perf_counter() - t0
         _write_json(rec, {"result": result, "seconds": dt})
-        console.print(f"[green]done[/] {name} in {dt:.1f} s")
+        _log(f"done {name} in {dt:.1f} s")
         return result
 
     if data is None:
@@ -826,8 +713,9 @@ def reproduce(out: Path, *, preset: str, data: Path | None, force: bool, seed: i
         )
     else:
         data_dir = Path(data)
-        split_path(data_dir, "training")
-    test_file = split_path(data_dir, "testing")
+        find_split(data_dir, "training")  # one image size only, or a message naming them
+    size = p["data"]["size"] if data is None else None
+    test_file = find_split(data_dir, "testing", size=size)
 
     def train_stage(name: str, model: str, tp: str, over: dict[str, Any], run_dir: Path) -> Path:
         overrides = [f"{k}={json.dumps(v)}" for k, v in over.items()]

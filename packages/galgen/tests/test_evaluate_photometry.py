@@ -1,4 +1,4 @@
-"""`galgen evaluate` writes the photometry, image-statistics and photo-z tables with the
+"""`galgen.evaluate` writes the photometry, image-statistics and photo-z tables with the
 real-vs-real floor, and their figures; planted defects show up in the right cells.
 
 No training: the "generated" sets are copies of the real test stamps with planted defects
@@ -7,13 +7,10 @@ No training: the "generated" sets are copies of the real test stamps with plante
 
 import json
 
+import galgen
 import h5py
 import numpy as np
 import pytest
-from galgen.cli import app
-from typer.testing import CliRunner
-
-runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
@@ -22,12 +19,7 @@ def evaluated(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("ev")
     data = root / "data"
-    res = runner.invoke(
-        app,
-        ["data", "synth", str(data), "--n-train", "160", "--n-val", "48", "--n-test", "48",
-         "--size", "16"],
-    )  # fmt: skip
-    assert res.exit_code == 0, res.output
+    galgen.synth(data, n_train=160, n_val=48, n_test=48, size=16, seed=0)
     test = next(data.glob("*_testing_with_morphology.hdf5"))
     ds = open_split(test)
     x, z = np.asarray(ds.images[:]), np.asarray(ds.redshift[:])
@@ -49,11 +41,7 @@ def evaluated(tmp_path_factory):
             f.attrs.update(method=method, nfe=nfe)
         gens.append(p)
     out = root / "eval"
-    args = ["evaluate", "--real", str(test), "--out", str(out), "--protocol", "paper"]
-    for g in gens:
-        args += ["--generated", str(g)]
-    res = runner.invoke(app, [*args, "--n-boot", "20"])
-    assert res.exit_code == 0, res.output
+    galgen.evaluate(test, gens, out, protocol="paper", n_boot=20, seed=0)
     return {"out": out, "sky_g": sky_sigma("g")}
 
 

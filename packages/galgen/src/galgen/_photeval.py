@@ -39,6 +39,7 @@ def settings(real: Path, n: int) -> dict[str, Any]:
     sky = np.median(mm.sky_noise(np.asarray(ds.images[: min(n, 4096)]), width), axis=0)
     radius = size / 4.0
     return {
+        "size": int(size),
         "radius": radius,
         "border": width,
         "sky": sky.tolist(),
@@ -102,17 +103,17 @@ def floor_indices(real: Path, n: int) -> tuple[Path, np.ndarray]:
     than ``n`` galaxies) next to ``real`` and the indices of its galaxies nearest in redshift to
     the first ``n`` real ones, without replacement."""
     import morph_metrics as mm
-    from galaxiesml_data import open_split
+    from galaxiesml_data import find_split, open_split
 
     from galgen._errors import GalgenError
-    from galgen._study import split_path
 
-    z = np.asarray(open_split(real).redshift[:n], np.float64)
+    ds = open_split(real)
+    z = np.asarray(ds.redshift[:n], np.float64)
     data = Path(real).parent
     for split in ("validation", "training"):
         try:
-            p = split_path(data, split)
-        except GalgenError:
+            p = find_split(data, split, size=ds.height)
+        except (FileNotFoundError, ValueError):
             continue
         if p.resolve() == Path(real).resolve():
             continue

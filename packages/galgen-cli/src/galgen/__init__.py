@@ -1,3 +1,0 @@
-"""galgen-cli (under construction)."""
-
-__version__ = "0.1.0"
