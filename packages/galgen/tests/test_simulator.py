@@ -250,3 +250,81 @@ def test_fits_round_trips_with_its_headers_and_no_warnings(pmf, tmp_path):
             cat = hdul["CATALOG"].data
             np.testing.assert_array_equal(cat["REDSHIFT"], Z)
             np.testing.assert_array_equal(cat["OBJECT_ID"], np.arange(5))
+
+
+# ----------------------------------------------------------------------------- GalSim
+
+
+def test_sample_galsim_profiles_carry_the_stamps_and_the_rng_seeds_them(pmf):
+    import galsim
+    from astropy.table import Table
+
+    cat = Table({"ra": np.zeros(3), "redshift": Z[:3]})
+    objs = pmf.sample_galsim(cat, galsim.BaseDeviate(11))
+    again = pmf.sample_galsim({"redshift": Z[:3]}, 11)  # a dict and an int seed work alike
+    stamps = pmf.sample(Z[:3], seed=int(galsim.BaseDeviate(11).raw())).images
+    assert len(objs) == 3 and list(objs[0]) == ["g", "r", "i", "z", "y"]
+    for i, prof in enumerate(objs):
+        for c, (band, obj) in enumerate(prof.items()):
+            assert isinstance(obj, galsim.InterpolatedImage)
+            stamp = stamps[i, ..., c]
+            assert obj.flux == pytest.approx(stamp.sum(), rel=1e-5, abs=1e-5)
+            # drawn at the model's pixel scale, without a PSF: the stamp itself, pixel by pixel
+            drawn = obj.drawImage(nx=16, ny=16, scale=pmf.pixel_scale, method="no_pixel").array
+            np.testing.assert_allclose(drawn, stamp, atol=1e-4 * np.abs(stamp).max())
+            assert again[i][band].flux == obj.flux
+    st = np.array([(0.5,), (1.0,)], dtype=[("zphot", "f8")])
+    assert len(pmf.sample_galsim(st, 1, redshift_column="zphot")) == 2
+    with pytest.raises(GalgenError, match="no redshift column.*ra"):
+        pmf.sample_galsim({"ra": [1.0]}, 1)
+    with pytest.raises(GalgenError, match="redshift"):
+        pmf.sample_galsim({"redshift": [7.0]}, 1)
+
+
+def test_galsim_scene_example_places_every_galaxys_flux(pmf):
+    """The README's scene example: each band of the scene holds the sum of its galaxies' fluxes
+    (all placed inside), and the same seed redraws the same scene."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "examples" / "galsim_scene.py"
+    spec = importlib.util.spec_from_file_location("galsim_scene", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    scene, cat = mod.draw_scene(pmf, n=12, size=96, seed=3)
+    assert set(scene) == set("grizy") and scene["g"].array.shape == (96, 96)
+    # the profiles of the same seed, redrawn: their fluxes add up to each band's total
+    import galsim
+
+    rng = galsim.BaseDeviate(3)
+    ud = galsim.UniformDeviate(rng)
+    for _ in range(3 * 12):
+        ud()
+    fluxes = np.array([[o.flux for o in p.values()] for p in pmf.sample_galsim(cat, rng)])
+    totals = np.array([scene[b].array.sum() for b in "grizy"])
+    scale = np.abs(fluxes).sum(axis=0)
+    np.testing.assert_allclose(totals, fluxes.sum(axis=0), atol=2e-3 * scale.max())
+    again, _ = mod.draw_scene(pmf, n=12, size=96, seed=3)
+    np.testing.assert_array_equal(again["r"].array, scene["r"].array)
+
+
+@pytest.mark.parametrize(
+    "override, culprit",
+    [
+        ("train.steps=abc", "train.steps='abc'"),
+        ("train.steps=2.5", "train.steps=2.5"),
+        ("train.lr=fast", "train.lr"),
+        ("train.batch_size=true", "train.batch_size"),
+        ("objective.x=1", "['x']"),
+        ('objective.loss="cubic"', "cubic"),
+        ("backbone.bogus=1", "bogus"),
+        ("data.bogus=1", "data.bogus"),
+    ],
+)
+def test_bad_config_is_refused_before_the_run_directory_exists(runs, tmp_path, override, culprit):
+    out = tmp_path / "run"
+    with pytest.raises(GalgenError) as exc:
+        galgen.train("ddpm", runs["data"], out, preset=None, overrides=[override], resume=False,
+                     seed=0)  # fmt: skip
+    assert culprit in str(exc.value)
+    assert not out.exists()

@@ -173,11 +173,11 @@ def sample(
         typer.Option(help="Data directory for --redshifts test (default: the run's own)."),
     ] = None,
     fmt: Annotated[
-        str, typer.Option("--format", help="hdf5 or fits (FITS also writes .hdf5).")
+        str, typer.Option("--format", help="hdf5, or fits (also writes OUT with .fits).")
     ] = "hdf5",
 ) -> None:
-    """Generate galaxies from a trained run, written in the GalaxiesML schema."""
-    if method not in METHODS:
+    """Generate galaxies from a trained run or model file, written in the GalaxiesML schema."""
+    if method is not None and method not in METHODS:
         raise GalgenError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     if fmt not in ("hdf5", "fits"):
         raise GalgenError(f"unknown --format {fmt!r}; choose hdf5 or fits")

@@ -163,13 +163,31 @@ def info(file: Path) -> str:
 
 def check_config(cfg: dict[str, Any]) -> None:
     """Build every typed section of a resolved run config (objective, train, backbone); the
-    first invalid value raises ``GalgenError`` naming its section."""
+    first unknown key, wrongly typed value or invalid setting raises ``GalgenError`` naming it."""
+    import dataclasses
+    import typing
+
     import diffusion_core as dc
     import meanflow as mf
 
     obj = dc.DDPMConfig if cfg["model"] == "ddpm" else mf.PMFConfig
+    sections = (("objective", obj, cfg["objective"]), ("train", dc.TrainConfig, cfg["train"]))
+    for name, cls, values in sections:
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            want = hints.get(f.name)
+            if (
+                f.name not in values
+                or values[f.name] is None
+                or want not in (int, float, str, bool)
+            ):
+                continue  # None, unions and containers: the dataclass itself decides
+            v = values[f.name]
+            numeric = want is float and isinstance(v, int) and not isinstance(v, bool)
+            if not (isinstance(v, want) or numeric) or (want is int and isinstance(v, bool)):
+                raise GalgenError(f"{name}.{f.name}={v!r}: expected {want.__name__}")
     checks = (
-        ("objective", lambda: obj(**cfg["objective"])),
+        ("objective", lambda: obj.from_dict(dict(cfg["objective"]))),
         ("train", lambda: dc.TrainConfig.from_dict({**cfg["train"], "seed": cfg.get("seed", 0)})),
         ("backbone", lambda: _build(cfg)),
     )
@@ -217,6 +235,9 @@ def train(
         if any(not o.startswith("train.") for o in overrides):
             raise GalgenError("--resume accepts only train.* overrides (e.g. train.steps=...)")
         apply_overrides(cfg, list(overrides))
+        if data is not None:  # the data may have moved since the run started
+            cfg["data_dir"] = str(Path(data).resolve())
+        check_config(cfg)
         _write_json(cfg_path, cfg)
     else:
         if cfg_path.exists():
