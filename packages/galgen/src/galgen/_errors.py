@@ -1,4 +1,4 @@
-"""The one exception type the CLI reports as a single clear line."""
+"""The one user-facing exception type of galgen (the CLI prints it as a single line)."""
 
 
 class GalgenError(Exception):

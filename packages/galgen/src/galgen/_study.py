@@ -1,7 +1,8 @@
 """The run lifecycle: data, training, sampling to files, evaluation, bench, the reproduction.
 
-They compose the six libraries and own no science; the CLI calls them one to one. Every stage reads and writes only the paths it is given. Run directories are self-describing:
-``config.json`` holds the resolved training preset, the data transform, the seed, versions and device.
+They compose the six libraries and own no science; the CLI calls them one to one. Every stage
+reads and writes only the paths it is given. Run directories are self-describing: ``config.json``
+holds the resolved training preset, the data transform, the seed, versions and device.
 """
 
 from __future__ import annotations
