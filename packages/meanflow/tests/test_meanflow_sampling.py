@@ -92,3 +92,33 @@ def test_clip_x0_clips_every_step_estimate_and_is_exact_when_inactive():
     np.testing.assert_allclose(wide, sample(exact_apply, None, noise, red, num_steps=2), rtol=1e-6)
     with pytest.raises(ValueError, match="clip_x0"):
         sample(double, None, noise, red, clip_x0=(1.0, -1.0))
+
+
+def test_gaussian_baseline_is_the_exact_map_of_gaussian_data():
+    """objective.baseline="gaussian": with a network that outputs 0, the clean-image map is the
+    exact one of per-band Gaussian data (checked against the independent ``gauss_u``, including
+    r = t, where it must be the posterior mean), and every K-step sample is exactly μ + σ ε."""
+    from meanflow import gaussian_clean_image, pmf_loss
+    from test_meanflow_target import _inputs
+
+    z, t, r = _inputs(jax.random.key(3))
+    got = gaussian_clean_image(z, t, r, MU, S)
+    want = z - t[:, None, None, None] * gauss_u(z, t, r, MU, S)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    tc = t[:, None, None, None]
+    post = MU + (1 - tc) * S**2 / ((1 - tc) ** 2 * S**2 + tc**2) * (z - (1 - tc) * MU)
+    np.testing.assert_allclose(gaussian_clean_image(z, t, t, MU, S), post, rtol=1e-5, atol=1e-5)
+
+    mean, std = jnp.array([0.1, -0.3]), jnp.array([0.2, 0.9])  # per band
+    zero = lambda params, x, t, r=None, w=None, z=None, drop=None: jnp.zeros_like(x)  # noqa: E731
+    cfg = PMFConfig(baseline="gaussian")
+    noise = jax.random.normal(jax.random.key(4), (3, 4, 4, 2))
+    for steps in (1, 2, 4):
+        x = sample(zero, None, noise, jnp.ones(3), num_steps=steps, config=cfg, stats=(mean, std))
+        np.testing.assert_allclose(x, mean + std * noise, rtol=1e-4, atol=1e-5)
+    # without the baseline the zero network samples zeros; stats are required with it
+    np.testing.assert_allclose(sample(zero, None, noise, jnp.ones(3)), 0.0)
+    with pytest.raises(ValueError, match="stats"):
+        sample(zero, None, noise, jnp.ones(3), config=cfg)
+    with pytest.raises(ValueError, match="stats"):
+        pmf_loss(zero, cfg)

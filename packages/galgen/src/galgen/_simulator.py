@@ -270,7 +270,7 @@ class Simulator:
                 self.traces += 1
                 x, box["nfe"] = mf.sample(
                     apply, params, noise_of(index, key), z, guidance=w, num_steps=steps,
-                    return_nfe=True, config=mcfg, clip_x0=(lo, hi),
+                    return_nfe=True, config=mcfg, clip_x0=(lo, hi), stats=data_stats(cfg),
                 )  # fmt: skip
                 return x
         else:
@@ -459,6 +459,17 @@ def _catalog_column(catalog: Any, column: str | None) -> np.ndarray:
     elif column not in names:
         raise GalgenError(f"catalog has no column {column!r} (columns: {', '.join(names)})")
     return np.asarray(catalog[column], np.float64)
+
+
+def data_stats(cfg: Mapping[str, Any]) -> tuple[list[float], list[float]] | None:
+    """Per-band ``(mean, std)`` of the run's stretched training data, when its objective needs
+    them (pMF ``objective.baseline="gaussian"``); None otherwise."""
+    if cfg["objective"].get("baseline", "none") == "none":
+        return None
+    stats = cfg.get("data_stats")
+    if stats is None:
+        raise GalgenError("objective.baseline needs the run's data_stats; this config has none")
+    return stats["mean"], stats["std"]
 
 
 def _build(cfg: Mapping[str, Any]):

@@ -9,11 +9,13 @@ from meanflow._config import PMFConfig
 from meanflow._objective import (
     average_velocity,
     flow_matching_loss,
+    gaussian_clean_image,
     meanflow_target,
     pmf_loss,
     sample_guidance_scale,
     sample_time_pairs,
     velocity_from_x,
+    with_baseline,
 )
 from meanflow._sampling import sample, time_grid_uniform
 
@@ -23,6 +25,7 @@ __all__ = [
     "PMFConfig",
     "average_velocity",
     "flow_matching_loss",
+    "gaussian_clean_image",
     "meanflow_target",
     "pmf_loss",
     "sample",
@@ -30,4 +33,5 @@ __all__ = [
     "sample_time_pairs",
     "time_grid_uniform",
     "velocity_from_x",
+    "with_baseline",
 ]

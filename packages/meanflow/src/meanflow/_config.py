@@ -7,6 +7,7 @@ import dataclasses
 from diffusion_core import DictConfig
 
 VARIANTS = ("algorithm1", "official")
+BASELINES = ("none", "gaussian")
 LOSSES = ("l2", "huber")
 W_DISTS = ("log_uniform", "uniform", "fixed")
 
@@ -41,6 +42,12 @@ class PMFConfig(DictConfig):
             sampled or fed to the net, and the guidance velocities come from the u-head at
             ``r = t`` instead of a separate v-head with its own loss. Either way ``w`` reaches the backbone as the scale;
             gen_backbones embeds it as ``1 - 1/w`` like the official code.
+        baseline: what the network's output is added to. ``"none"`` (the study): ``X = net``.
+            ``"gaussian"``: ``X = X_gauss + net``, where ``X_gauss`` is the exact clean-image map
+            of data distributed as an independent Gaussian per band (:func:`gaussian_clean_image`,
+            with the data's per-band mean and std passed as ``stats`` to :func:`pmf_loss` and
+            :func:`sample`). Its one-step map passes the noise through scaled by the sky σ, so the
+            network only has to learn the galaxy, not to reproduce white sky noise.
     """
 
     t_min: float = 0.05
@@ -56,6 +63,7 @@ class PMFConfig(DictConfig):
     adaptive_eps: float = 0.01
     label_smoothing: float = 0.01
     variant: str = "algorithm1"
+    baseline: str = "none"
 
     @property
     def use_adaptive(self) -> bool:
@@ -68,6 +76,8 @@ class PMFConfig(DictConfig):
 
         if self.variant not in VARIANTS:
             raise bad("variant", f"must be one of {VARIANTS}")
+        if self.baseline not in BASELINES:
+            raise bad("baseline", f"must be one of {BASELINES}")
         if self.loss not in LOSSES:
             raise bad("loss", f"must be one of {LOSSES}")
         if self.w_dist not in W_DISTS:

@@ -40,6 +40,54 @@ def velocity_from_x(z: Array, x_pred: Array, t: Array, t_min: float = 0.05) -> A
     return (z - x_pred) / _col(jnp.maximum(t, t_min), z)
 
 
+def gaussian_clean_image(z: Array, t: Array, r: Array, mean: Array, std: Array) -> Array:
+    """The exact pMF clean-image prediction ``X(z, r, t)`` for data ``x ~ N(mean, std²)``,
+    independent per element (``mean``, ``std`` broadcast against ``(H, W, C)``, e.g. ``(C,)``).
+
+    For such data the flow map from ``t`` to ``r`` is affine: with ``s_t² = (1-t)² std² + t²``,
+    ``z_r = (1-r) mean + (s_r / s_t)(z_t - (1-t) mean)``; ``X = z_t - t (z_t - z_r) / (t - r)``
+    then gives ``X = mean + (z_t - (1-t) mean)(1 - t g / s_t)``, ``g = (s_t - s_r) / (t - r)``
+    written without the division so that ``r = t`` (the instantaneous velocity) is exact too.
+    At ``t = 1, r = 0``: ``X = mean + std · z`` (the noise passed through). ``z`` ``(B, H, W, C)``;
+    ``t``, ``r`` ``(B,)``.
+    """
+    mean = jnp.asarray(mean, jnp.float32)
+    var = jnp.asarray(std, jnp.float32) ** 2
+    t, r = _col(t, z), _col(r, z)
+    s_t = jnp.sqrt((1.0 - t) ** 2 * var + t**2)
+    s_r = jnp.sqrt((1.0 - r) ** 2 * var + r**2)
+    g = ((t + r) - var * (2.0 - t - r)) / (s_t + s_r)
+    return mean + (z - (1.0 - t) * mean) * (1.0 - t * g / s_t)
+
+
+def with_baseline(
+    apply: ApplyFn, config: PMFConfig, stats: tuple[Any, Any] | None = None
+) -> ApplyFn:
+    """``apply`` as the objective and the sampler see it under ``config.baseline``.
+
+    ``"none"``: ``apply`` itself. ``"gaussian"``: ``X = gaussian_clean_image(z, t, r, *stats) +
+    apply(...)``; ``stats = (mean, std)`` of the (transformed) training data, each ``(C,)`` or
+    ``(H, W, C)``. The same ``stats`` must reach :func:`pmf_loss` and :func:`sample`.
+    """
+    if config.baseline == "none":
+        return apply
+    if stats is None:
+        raise ValueError(
+            f"PMFConfig.baseline={config.baseline!r} needs stats=(mean, std) of the training data"
+        )
+    return _add_baseline(apply, stats)
+
+
+def _add_baseline(apply: ApplyFn, stats: tuple[Any, Any]) -> ApplyFn:
+    mean, std = (jnp.asarray(a, jnp.float32) for a in stats)
+
+    def applied(params, x, t, r=None, w=None, z=None, drop=None):
+        base = gaussian_clean_image(x, t, t if r is None else r, mean, std)
+        return base + apply(params, x, t, r=r, w=w, z=z, drop=drop)
+
+    return applied
+
+
 def average_velocity(
     apply: ApplyFn,
     params: Any,
@@ -125,9 +173,12 @@ def _per_example(err: Array, config: PMFConfig) -> Array:
 
 
 def pmf_loss(
-    apply: ApplyFn, config: PMFConfig | None = None
+    apply: ApplyFn, config: PMFConfig | None = None, *, stats: tuple[Any, Any] | None = None
 ) -> Callable[[Any, dict[str, Array], Array], tuple[Array, dict[str, Array]]]:
     """Build the pMF objective ``loss_fn(params, batch, key) -> (loss, metrics)``.
+
+    ``stats``: per-band ``(mean, std)`` of the training data, required when
+    ``config.baseline="gaussian"`` (see :func:`with_baseline`).
 
     ``batch`` holds ``"image"`` ``(B, H, W, C)`` and ``"redshift"`` ``(B,)``. ``metrics`` holds
     ``loss`` (the optimised, possibly adaptively weighted loss), ``mse_raw`` (unweighted mean
@@ -136,6 +187,7 @@ def pmf_loss(
     """
     config = PMFConfig() if config is None else config
     t_min = config.t_min
+    apply = with_baseline(apply, config, stats)
 
     def loss_fn(params: Any, batch: dict[str, Array], key: Array):
         for k in ("image", "redshift"):

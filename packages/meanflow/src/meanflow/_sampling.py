@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from meanflow._config import PMFConfig
-from meanflow._objective import ApplyFn, average_velocity
+from meanflow._objective import ApplyFn, _add_baseline, average_velocity, with_baseline
 
 Array = jax.Array
 
@@ -23,8 +23,10 @@ def time_grid_uniform(num_steps: int) -> Array:
 
 
 @functools.partial(jax.jit, static_argnames=("apply", "t_min"))
-def _run(apply, params, noise, redshift, drop, w, grid, lo, hi, *, t_min):
+def _run(apply, params, noise, redshift, drop, w, grid, lo, hi, stats, *, t_min):
     bsz = noise.shape[0]
+    if stats is not None:  # wrapped here so that the jitted function stays cached per apply
+        apply = _add_baseline(apply, stats)
 
     def step(z, tr):
         t_i, t_next = tr
@@ -53,6 +55,7 @@ def sample(
     return_nfe: bool = False,
     config: PMFConfig | None = None,
     clip_x0: tuple[float, float] | None = None,
+    stats: tuple[Any, Any] | None = None,
 ) -> Array | tuple[Array, int]:
     """Generate images from noise with a trained pixel-MeanFlow network.
 
@@ -76,6 +79,8 @@ def sample(
             data range before the step is taken (the option of the same name in
             ``ode_samplers.sample``); with one step the sample itself is clipped. None (default)
             leaves the model's output untouched.
+        stats: the training data's per-band ``(mean, std)``, required when
+            ``config.baseline="gaussian"`` (the same values the objective was given).
 
     Returns:
         ``x`` ``(B, H, W, C)`` float32, and the NFE if ``return_nfe``.
@@ -105,6 +110,8 @@ def sample(
     if not lo < hi:
         raise ValueError(f"sample: clip_x0 must be (lo, hi) with lo < hi, got {clip_x0}")
     lo, hi = jnp.float32(lo), jnp.float32(hi)
-    x = _run(apply, params, noise, redshift, drop, w, grid, lo, hi, t_min=config.t_min)
+    with_baseline(apply, config, stats)  # checks that stats come with baseline="gaussian"
+    stats = None if config.baseline == "none" else tuple(jnp.asarray(a, jnp.float32) for a in stats)
+    x = _run(apply, params, noise, redshift, drop, w, grid, lo, hi, stats, t_min=config.t_min)
     nfe = int(grid.shape[0]) - 1
     return (x, nfe) if return_nfe else x
