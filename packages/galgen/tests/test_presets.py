@@ -98,3 +98,24 @@ def test_ddpm_tiny_v_differs_from_ddpm_tiny_only_in_the_prediction():
     a["objective"].setdefault("prediction", "eps")
     a["preset"] = b["preset"]
     assert a == b
+
+
+def test_cpu_presets_train_v_prediction_on_data_of_unit_scale(tmp_path):
+    """Regression for the realism diagnosis (docs/results.md, items 1 and 4): the smoke and cpu
+    DDPMs must predict v (the eps-net's x0 estimate is amplified ~160x at t = 1) and stretch the
+    data to a std near the schedule's unit variance (std ~0.24 with the old peak=1 drew a frame).
+    Measured on synthetic stamps, with the transform fitted as ``train`` fits it."""
+    import galgen
+    import numpy as np
+    from galaxiesml_data import ArcsinhStretch, find_split, open_split
+
+    galgen.synth(tmp_path, n_train=64, n_val=8, n_test=8, size=16, seed=0, workers=1)
+    x = np.asarray(open_split(find_split(tmp_path, "training")).images, np.float32)
+    old = ArcsinhStretch.fit(x).forward(x).std()
+    assert old < 0.35  # what the study's stretch gives: the test can see the difference
+    for preset in ("smoke", "cpu"):
+        cfg = _runs(preset)["ddpm"]
+        assert cfg["objective"]["prediction"] == "v", preset
+        opts = {k: v for k, v in cfg["data"].items() if k != "transform"}
+        std = ArcsinhStretch.fit(x, **opts).forward(x).std()
+        assert 0.45 < std < 1.0, (preset, std)
