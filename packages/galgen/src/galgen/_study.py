@@ -21,7 +21,7 @@ import numpy as np
 
 from galgen._errors import GalgenError
 from galgen._presets import REPRODUCE_PRESETS, apply_overrides, resolve, study_runs
-from galgen._simulator import Simulator, _build
+from galgen._simulator import Simulator, _build, data_stats
 
 #: The rows of the study's tables: (label, method, steps). DDPM rows need a DDPM run, pMF rows a pMF run.
 DDPM_ROWS = (
@@ -206,7 +206,7 @@ def _objective(cfg: dict[str, Any], net):
         return dc.ddpm_loss(net.apply, dc.ddpm_schedule(), dc.DDPMConfig(**cfg["objective"]))
     import meanflow as mf
 
-    return mf.pmf_loss(net.apply, mf.PMFConfig(**cfg["objective"]))
+    return mf.pmf_loss(net.apply, mf.PMFConfig(**cfg["objective"]), stats=data_stats(cfg))
 
 
 def train(
@@ -274,6 +274,11 @@ def train(
         # the stretched training range: samplers clip their denoised estimates to it
         y = tf.forward(x)
         cfg["data_range"] = [float(y.min()), float(y.max())]
+        # per-band sky level and noise of the stretched data (median, 1.4826 MAD: the sky
+        # dominates every stamp): the Gaussian baseline of pMF's objective.baseline="gaussian"
+        med = np.median(y, axis=(0, 1, 2))
+        mad = 1.4826 * np.median(np.abs(y - med), axis=(0, 1, 2))
+        cfg["data_stats"] = {"mean": med.tolist(), "std": mad.tolist()}
         cfg["image_size"], cfg["channels"] = int(size), int(channels)
         cfg["environment"] = environment()
         check_config(cfg)  # every section, before anything is written
