@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from galaxiesml_data import (
     ArcsinhStretch,
+    GalaxiesMLFormatError,
     batches,
     batches_per_epoch,
     epoch_permutation,
@@ -122,3 +123,15 @@ def test_worker_errors_reach_the_consumer(small):
 
     with pytest.raises(RuntimeError, match="transform failed"):
         next(batches(small, 4, seed=0, transform=boom))
+
+
+@pytest.mark.parametrize("bad", ["pixel", "redshift"])
+def test_a_bad_value_in_a_batch_names_file_row_and_batch(small, tmp_path, bad):
+    img, z = small.images[:], small.redshift.copy()
+    if bad == "pixel":
+        img[11, 2, 3, 4] = np.nan
+    else:
+        z[11] = -99.0
+    path = write_split(tmp_path / "bad.hdf5", img, z)
+    with pytest.raises(GalaxiesMLFormatError, match=r"bad.hdf5: .* row 11\b.*\(batch 2\)"):
+        list(batches(path, 4, seed=0, shuffle=False, epochs=1))

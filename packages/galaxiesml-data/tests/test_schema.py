@@ -11,6 +11,7 @@ from galaxiesml_data import (
     BANDS,
     CATALOG_COLUMNS,
     GalaxiesMLFormatError,
+    check_values,
     file_name,
     find_split,
     open_split,
@@ -172,3 +173,77 @@ def test_validate_counts_bad_values_chunk_by_chunk(tmp_path):
     assert (rep.nan_redshift, rep.inf_redshift, rep.out_of_range_redshift) == (1, 1, 2)
     assert rep.band_min == [1.0, 1.0, -7.0, 1.0, 1.0] and rep.band_max == [1.0] * 5
     assert not rep.ok and "object_id" in str(rep)
+
+
+def _file(path: Path, n: int = 6, chunks: bool = False) -> Path:
+    img = np.ones((n, 5, 4, 4), np.float32)
+    with h5py.File(path, "w") as f:
+        f.create_dataset("image", data=img, chunks=(1, 5, 4, 4) if chunks else None)
+        f["specz_redshift"] = np.linspace(0.1, 2.0, n)
+    return path
+
+
+def _snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize(
+    "case, culprit",
+    [
+        ("nan_pixel", r"'image' has NaN or inf pixels in row 4\b"),
+        ("inf_pixels", r"'image' has NaN or inf pixels in row 0, 1, 2, 3, 4 and 1 more"),
+        ("sentinel", r"'specz_redshift' is NaN, inf or outside \[0, 4\] in row 2 \(-99\)"),
+        ("nan_redshift", r".* row 0 \(nan\), 5 \(nan\)"),
+        ("high_redshift", r".* row 3 \(7\.5\) \(1 of 6 galaxies\)"),
+    ],
+)
+def test_check_values_names_file_key_and_rows(tmp_path, case, culprit):
+    path = _file(tmp_path / f"{case}.hdf5")
+    with h5py.File(path, "r+") as f:
+        if case == "nan_pixel":
+            f["image"][4, 3, 1, 2] = np.nan
+        elif case == "inf_pixels":
+            f["image"][...] = np.inf
+        elif case == "sentinel":
+            f["specz_redshift"][2] = -99.0
+        elif case == "nan_redshift":
+            f["specz_redshift"][[0, 5]] = np.nan
+        else:
+            f["specz_redshift"][3] = 7.5
+    before = _snapshot(tmp_path)
+    with pytest.raises(GalaxiesMLFormatError, match=f"{case}.hdf5: " + culprit):
+        check_values(path, chunk=2)  # the bad rows are found across chunk boundaries
+    assert _snapshot(tmp_path) == before
+    check_values(_file(tmp_path / "good.hdf5"))  # a clean file passes
+
+
+@pytest.mark.parametrize("case", ["empty", "truncated", "garbage_tail", "corrupt_chunk"])
+def test_empty_and_damaged_files_are_one_sentence_naming_the_path(tmp_path, case):
+    path = tmp_path / f"{case}.hdf5"
+    if case == "empty":
+        with h5py.File(path, "w") as f:
+            f["image"] = np.zeros((0, 5, 4, 4), np.float32)
+            f["specz_redshift"] = np.zeros(0)
+        needle = "zero galaxies"
+    elif case == "corrupt_chunk":
+        _file(path, n=64, chunks=True)
+        with h5py.File(path, "r+") as f:  # compress so a damaged chunk fails to decode
+            img = f["image"][()]
+            del f["image"]
+            f.create_dataset("image", data=img, chunks=(1, 5, 4, 4), compression="gzip")
+        raw = bytearray(path.read_bytes())
+        with h5py.File(path) as f:
+            off, size = f["image"].id.get_chunk_info(10).byte_offset, 8
+        raw[off : off + size] = b"\xff" * size
+        path.write_bytes(bytes(raw))
+        needle = "corrupt file"
+    else:
+        _file(path, n=64)
+        raw = path.read_bytes()
+        path.write_bytes(raw[: len(raw) // 2] if case == "truncated" else raw[:2048] + b"\0" * 9)
+        needle = "truncated or corrupt"
+    with pytest.raises(GalaxiesMLFormatError) as exc:
+        ds = open_split(path)
+        ds.images[:]  # a damaged chunk is found when read
+    msg = str(exc.value)
+    assert msg.startswith(str(path)) and needle in msg and "\n" not in msg

@@ -328,3 +328,57 @@ def test_bad_config_is_refused_before_the_run_directory_exists(runs, tmp_path, o
                      seed=0)  # fmt: skip
     assert culprit in str(exc.value)
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "bad, culprit",
+    [
+        ("nan_pixel", r"5x16x16_training_with_morphology.hdf5: 'image' has NaN or inf pixels in row 7\b"),
+        ("inf_pixel", r"training_with_morphology.hdf5: 'image' has NaN or inf pixels in row 0, 31;"),
+        ("sentinel", r"training_with_morphology.hdf5: 'specz_redshift' .* in row 5 \(-99\)"),
+        ("empty", r"training_with_morphology.hdf5: key 'image' holds zero galaxies"),
+        ("truncated", r"training_with_morphology.hdf5 is not a readable HDF5 file \(truncated"),
+    ],
+)  # fmt: skip
+@pytest.mark.parametrize("resume", [False, True])
+def test_bad_training_data_is_refused_before_anything_is_written(runs, tmp_path, bad, culprit,
+                                                                 resume):  # fmt: skip
+    """NaN/inf pixels (which would make the fitted data range [nan, nan]), a -99 redshift (which
+    would be fed raw), an empty or a truncated file: one sentence naming the file and rows; no run
+    directory is created, and a run resumed onto such data keeps its files byte for byte."""
+    import shutil
+
+    import h5py
+    from galaxiesml_data import open_split, write_split
+
+    data = tmp_path / "data"
+    data.mkdir()
+    train_file = data / "5x16x16_training_with_morphology.hdf5"
+    src = open_split(runs["data"] / train_file.name)
+    img, z = src.images[:], src.redshift.copy()
+    if bad == "nan_pixel":
+        img[7, 3, 4, 2] = np.nan
+    elif bad == "inf_pixel":
+        img[[0, 31], 0, 0, 0] = [np.inf, -np.inf]
+    elif bad == "sentinel":
+        z[5] = -99.0
+    if bad == "empty":
+        with h5py.File(train_file, "w") as f:
+            f["image"] = np.zeros((0, 5, 16, 16), np.float32)
+            f["specz_redshift"] = np.zeros(0, np.float32)
+    else:
+        write_split(train_file, img, z)
+    if bad == "truncated":
+        train_file.write_bytes(train_file.read_bytes()[:-4096])
+    if resume:
+        out = tmp_path / "run"
+        shutil.copytree(runs["ddpm"], out)
+    else:
+        out = tmp_path / "new"
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    with pytest.raises(ValueError, match=culprit) as exc:
+        galgen.train("ddpm", data, out, preset=None, seed=0, resume=resume,
+                     overrides=["train.steps=4"] if resume else [])  # fmt: skip
+    assert "\n" not in str(exc.value)
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+    assert resume or not out.exists()

@@ -4,7 +4,7 @@ Images are channels-last ``(N, H, W, 5)`` float32 (bands g, r, i, z, y) in every
 disk they are channels-first ``(N, 5, H, W)`` like the published files.
 """
 
-from ._dataset import Dataset, ImageView, ValidationReport, open_split, validate
+from ._dataset import Dataset, ImageView, ValidationReport, check_values, open_split, validate
 from ._loader import batches, batches_per_epoch, epoch_permutation
 from ._schema import (
     BANDS,
@@ -50,6 +50,7 @@ __all__ = [
     "ValidationReport",
     "batches",
     "batches_per_epoch",
+    "check_values",
     "epoch_permutation",
     "file_name",
     "find_split",

@@ -20,7 +20,14 @@ from ._schema import (
     GalaxiesMLFormatError,
 )
 
-__all__ = ["Dataset", "ImageView", "ValidationReport", "open_split", "validate"]
+__all__ = [
+    "Dataset",
+    "ImageView",
+    "ValidationReport",
+    "check_values",
+    "open_split",
+    "validate",
+]
 
 
 def _open_h5(path: Path) -> h5py.File:
@@ -30,7 +37,67 @@ def _open_h5(path: Path) -> h5py.File:
         raise GalaxiesMLFormatError(f"{path} is a directory, not a GalaxiesML HDF5 file")
     if not h5py.is_hdf5(path):
         raise GalaxiesMLFormatError(f"{path} is not an HDF5 file")
-    return h5py.File(path, "r")
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:  # e.g. "truncated file: eof = ..." from a copy that stopped early
+        raise GalaxiesMLFormatError(
+            f"{path} is not a readable HDF5 file (truncated or corrupt: {_first_line(exc)})"
+        ) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def _bad_redshift(z: np.ndarray) -> np.ndarray:
+    """Mask of redshifts that are NaN, inf or outside ``REDSHIFT_RANGE`` (e.g. a -99 sentinel)."""
+    z = np.asarray(z, dtype=np.float64)
+    lo, hi = REDSHIFT_RANGE
+    with np.errstate(invalid="ignore"):
+        return ~np.isfinite(z) | (z < lo) | (z > hi)
+
+
+def _nonfinite_rows(images: np.ndarray) -> np.ndarray:
+    """Indices of the images (axis 0) holding at least one NaN or inf pixel."""
+    x = np.asarray(images)
+    return np.flatnonzero(~np.isfinite(x.reshape(len(x), -1)).all(axis=1))
+
+
+def _row_list(rows: np.ndarray, values: np.ndarray | None = None, limit: int = 5) -> str:
+    """``"3, 17 and 4 more"``; with ``values`` (aligned with ``rows``) ``"3 (-99), ..."``."""
+    shown = [
+        str(int(r)) if values is None else f"{int(r)} ({float(v):g})"
+        for r, v in zip(rows[:limit], rows[:limit] if values is None else values[:limit])
+    ]
+    more = f" and {len(rows) - limit} more" if len(rows) > limit else ""
+    return ", ".join(shown) + more
+
+
+def _redshift_error(path: Path | str, z: np.ndarray, rows: np.ndarray | None = None) -> str | None:
+    """The one-sentence problem with the redshifts ``z`` read from ``path`` (None when all are
+    valid); ``rows`` are the file rows of ``z`` (default ``0..len(z)-1``)."""
+    bad = np.flatnonzero(_bad_redshift(z))
+    if not bad.size:
+        return None
+    rows = np.arange(len(z)) if rows is None else np.asarray(rows)
+    lo, hi = REDSHIFT_RANGE
+    listed = _row_list(rows[bad], np.asarray(z, np.float64)[bad])
+    return (
+        f"{path}: {REDSHIFT_KEY!r} is NaN, inf or outside [{lo:g}, {hi:g}] in row {listed} "
+        f"({bad.size} of {len(z)} galaxies); a missing-value sentinel such as -99 must be "
+        "dropped, not clipped"
+    )
+
+
+def _image_error(path: Path | str, bad_rows: np.ndarray) -> str | None:
+    """The one-sentence problem of the file rows ``bad_rows`` of ``path`` whose images hold a NaN
+    or inf pixel (None when there are none); see :func:`_nonfinite_rows`."""
+    if not len(bad_rows):
+        return None
+    return (
+        f"{path}: {IMAGE_KEY!r} has NaN or inf pixels in row {_row_list(np.asarray(bad_rows))}; "
+        "drop or repair those galaxies (galaxiesml_data.validate counts every bad value)"
+    )
 
 
 def _check_image(path: Path, dset: object) -> tuple[int, int, int]:
@@ -155,6 +222,10 @@ class Dataset:
             if key not in f:
                 raise GalaxiesMLFormatError(f"{self.path}: missing required key {key!r}")
         self._n, self.height, self.width = _check_image(self.path, f[IMAGE_KEY])
+        if self._n == 0:
+            raise GalaxiesMLFormatError(
+                f"{self.path}: key {IMAGE_KEY!r} holds zero galaxies; expected at least one"
+            )
         z = f[REDSHIFT_KEY]
         if not isinstance(z, h5py.Dataset) or z.shape != (self._n,):
             raise GalaxiesMLFormatError(
@@ -190,11 +261,17 @@ class Dataset:
         order = np.argsort(idx, kind="stable")
         uniq, inverse = np.unique(idx[order], return_inverse=True)
         with self._lock:
-            rows = (
-                self._file()[IMAGE_KEY][uniq]
-                if uniq.size
-                else np.empty((0, 5, self.height, self.width))
-            )
+            try:
+                rows = (
+                    self._file()[IMAGE_KEY][uniq]
+                    if uniq.size
+                    else np.empty((0, 5, self.height, self.width))
+                )
+            except OSError as exc:  # a damaged chunk: h5py's message names neither file nor row
+                raise GalaxiesMLFormatError(
+                    f"{self.path}: cannot read {IMAGE_KEY!r} rows {int(uniq[0])}-{int(uniq[-1])} "
+                    f"(corrupt file: {_first_line(exc)})"
+                ) from None
         out = np.empty((idx.size, *rows.shape[1:]), dtype=rows.dtype)
         out[order] = rows[inverse]
         return out
@@ -230,10 +307,32 @@ def open_split(path: str | Path) -> Dataset:
 
     Raises:
         FileNotFoundError: the file does not exist.
-        GalaxiesMLFormatError: not HDF5, a required key (``image``, ``specz_redshift``) is missing,
-            or ``image`` is not ``(N, 5, H, W)`` float; the message names the file and the key.
+        GalaxiesMLFormatError: not HDF5, truncated or corrupt, a required key (``image``,
+            ``specz_redshift``) is missing, ``image`` is not ``(N, 5, H, W)`` float, or it holds
+            zero galaxies; the message names the file and the key.
     """
     return Dataset(path)
+
+
+def check_values(dataset: Dataset | str | Path, *, chunk: int = 1024) -> None:
+    """Refuse a file that cannot be trained on: a redshift that is NaN, inf or outside
+    ``REDSHIFT_RANGE`` (e.g. a -99 sentinel), or an image with a NaN or inf pixel.
+
+    Reads the images chunk by chunk (never the whole file at once). Use it before anything is
+    written; :func:`validate` reports the same problems as counts instead of raising.
+
+    Raises:
+        GalaxiesMLFormatError: naming the file, the key and the first bad rows (with the values
+            for redshifts).
+    """
+    ds = dataset if isinstance(dataset, Dataset) else open_split(dataset)
+    msg = _redshift_error(ds.path, ds.redshift)
+    if msg is None:
+        bad = [s + _nonfinite_rows(ds._read_cf(np.arange(s, min(s + chunk, len(ds)))))
+               for s in range(0, len(ds), chunk)]  # fmt: skip
+        msg = _image_error(ds.path, np.concatenate(bad))
+    if msg is not None:
+        raise GalaxiesMLFormatError(msg)
 
 
 @dataclass
@@ -331,9 +430,9 @@ def validate(path: str | Path, *, chunk: int = 1024, progress: bool = False) -> 
                 rep.problems.append(f"key {REDSHIFT_KEY!r} has shape {z.shape}; expected ({n},)")
             rep.nan_redshift = int(np.isnan(z).sum())
             rep.inf_redshift = int(np.isinf(z).sum())
-            fz = z[np.isfinite(z)]
             lo, hi = REDSHIFT_RANGE
-            rep.out_of_range_redshift = int(((fz < lo) | (fz > hi)).sum())
+            rep.out_of_range_redshift = int(_bad_redshift(z).sum()) - rep.nan_redshift
+            rep.out_of_range_redshift -= rep.inf_redshift
             if rep.nan_redshift or rep.inf_redshift or rep.out_of_range_redshift:
                 rep.problems.append(
                     f"{rep.nan_redshift} NaN, {rep.inf_redshift} inf and {rep.out_of_range_redshift} "

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ._dataset import Dataset, open_split
+from ._dataset import Dataset, _image_error, _nonfinite_rows, _redshift_error, open_split
+from ._schema import GalaxiesMLFormatError
 from ._transforms import smooth_redshift
 
 __all__ = ["batches", "batches_per_epoch", "epoch_permutation"]
@@ -47,6 +48,10 @@ def _make_batch(
     idx = perm_cache[epoch][pos * batch_size : (pos + 1) * batch_size]
     image = ds._read(idx)  # sorted reads for h5py; a single gather + transpose for memmaps
     z = ds.redshift[idx]
+    # a bad value must stop the run here, named, not surface later as a non-finite loss
+    msg = _redshift_error(ds.path, z, idx) or _image_error(ds.path, idx[_nonfinite_rows(image)])
+    if msg is not None:
+        raise GalaxiesMLFormatError(f"{msg} (batch {g})")
     if label_smoothing > 0:
         z = smooth_redshift(z, label_smoothing, np.random.default_rng([int(seed), 1, int(g)]))
     if transform is not None:
@@ -88,6 +93,10 @@ def batches(
         prefetch: batches prepared ahead by background threads (0 = synchronous, in the caller).
         epochs: stop after this many epochs in total (counting from global batch 0); None = forever.
         threads: background threads preparing batches (results are identical for any count).
+
+    Raises:
+        GalaxiesMLFormatError: (when the batch is made) a galaxy in it has a NaN or inf pixel or
+            a redshift outside ``REDSHIFT_RANGE``; the message names the file, rows and batch.
     """
     ds = dataset if isinstance(dataset, Dataset) else open_split(dataset)
     if batch_size < 1:

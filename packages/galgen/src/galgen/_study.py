@@ -238,8 +238,7 @@ def train(
         apply_overrides(cfg, list(overrides))
         if data is not None:  # the data may have moved since the run started
             cfg["data_dir"] = str(Path(data).resolve())
-        check_config(cfg)
-        _write_json(cfg_path, cfg)
+        check_config(cfg)  # config.json is rewritten only once the data passed too (below)
     else:
         if cfg_path.exists():
             raise GalgenError(f"{out} already holds a run; pass --resume or choose another --out")
@@ -252,11 +251,16 @@ def train(
         cfg["seed"] = seed
         cfg["data_dir"] = str(Path(data).resolve())
 
-    from galaxiesml_data import find_split
+    from galaxiesml_data import check_values, find_split
 
     ds = open_split(find_split(Path(cfg["data_dir"]), "training", size=cfg.get("image_size")))
+    # NaN/inf pixels or a -99 redshift would poison the fitted transform or the loss: refuse the
+    # file, naming its first bad rows, before the run directory is touched
+    check_values(ds)
     n, size, _, channels = ds.images.shape
-    if not resume:
+    if resume:
+        _write_json(cfg_path, cfg)
+    else:
         x = sample_images(ds, 2048, seed)  # one read serves the fit and the range
         import inspect
 
@@ -504,17 +508,16 @@ def evaluate(
     """
     import h5py
     import morph_metrics as mm
+    from galaxiesml_data import open_split
 
     from galgen import _figures
     from galgen import _photeval as pe
 
+    for p in [real, *generated]:
+        open_split(p)  # a missing, empty, corrupt or wrong-schema file fails here, naming it
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     cache = out / "cache" if cache is None else Path(cache)
-    from galaxiesml_data import open_split
-
-    for p in [real, *generated]:
-        open_split(p)  # a missing, corrupt or wrong-schema file fails here, naming the file
     gen_cols, nfe, labels = {}, {}, []
     n_max = 0
     for i, g in enumerate(generated):
