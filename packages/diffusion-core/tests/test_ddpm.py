@@ -296,3 +296,26 @@ def test_v_prediction_keeps_the_clean_image_estimate_bounded_at_high_noise():
         err[pred] = float(jnp.sqrt(jnp.mean((x0_hat - x0) ** 2)))
     assert err["v"] < 0.4, err  # about the data's std: the mean image, the best guess at t = 1
     assert err["eps"] > 5 * err["v"], err
+
+
+@pytest.mark.parametrize("prediction", ["eps", "v"])
+def test_gaussian_baseline_is_the_exact_prediction_of_gaussian_data(prediction):
+    """baseline="gaussian": a network that outputs 0 predicts exactly the ε (or v) of per-band
+    Gaussian data, so the probability-flow ODE maps x_1 to mean + std (x_1 − α₁ mean)/s₁ (s₁ the
+    marginal std at t = 1) — DDIM-100 must land there up to its first-order discretisation error
+    (measured: ≤ 2.9 % of the value; 5.7 % with 50 steps) — and the loss needs the stats."""
+    from diffusion_core import with_baseline
+
+    mean, std = jnp.array([0.1, -0.3, 0.5]), jnp.array([0.2, 0.9, 0.5])
+    cfg = DDPMConfig(prediction=prediction, baseline="gaussian")
+    zero = lambda params, x, t, r=None, w=None, z=None, drop=None: jnp.zeros_like(x)  # noqa: E731
+    apply = with_baseline(zero, SCHED, cfg, (mean, std))
+    noise = jax.random.normal(jax.random.key(0), (4, 6, 6, 3))
+    model_fn = ddpm_model_fn(apply, None, jnp.ones(4))
+    x = sample(model_fn, noise, schedule=SCHED, method="ddim", num_steps=100, prediction=prediction)
+    a1, s1 = SCHED.alpha(jnp.ones(())), SCHED.sigma(jnp.ones(()))
+    want = mean + std * (noise - a1 * mean) / jnp.sqrt(a1**2 * std**2 + s1**2)
+    np.testing.assert_allclose(x, want, rtol=0.04, atol=0.01)
+    with pytest.raises(ValueError, match="stats"):
+        ddpm_loss(zero, SCHED, cfg)
+    assert with_baseline(zero, SCHED, DDPMConfig()) is zero

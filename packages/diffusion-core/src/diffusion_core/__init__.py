@@ -13,6 +13,7 @@ from ._ddpm import (
     ddpm_schedule,
     ddpm_train_config,
     smooth_redshift,
+    with_baseline,
 )
 from ._engine import (
     CONFIG_FILE,
@@ -26,10 +27,12 @@ from ._engine import (
     make_optimizer,
     train,
 )
+from ._redshift import check_redshift
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "check_redshift",
     "CONFIG_FILE",
     "METRICS_FILE",
     "DDPMConfig",
@@ -39,6 +42,7 @@ __all__ = [
     "ddpm_schedule",
     "ddpm_train_config",
     "smooth_redshift",
+    "with_baseline",
     "TrainConfig",
     "TrainState",
     "default_mesh",

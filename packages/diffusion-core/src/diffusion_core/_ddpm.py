@@ -11,6 +11,7 @@ import jax.numpy as jnp
 from ode_samplers import VPSchedule, guided
 
 from ._config import DictConfig, TrainConfig
+from ._redshift import check_redshift
 
 Array = jax.Array
 #: ``apply(params, x, t, r=None, w=None, z=None, drop=None) -> (B, H, W, C)`` (gen-backbones).
@@ -19,6 +20,7 @@ ApplyFn = Callable[..., Array]
 Z_MIN, Z_MAX = 0.0, 4.0
 _LOSSES = ("huber", "l2")
 _PREDICTIONS = ("eps", "v")
+_BASELINES = ("none", "gaussian")
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,10 @@ class DDPMConfig(DictConfig):
             is ``(x_t − σ ε̂)/α``, so an ε error is amplified by ``σ/α`` (≈ 160 at t = 1 on the
             linear schedule); with v it is ``α x_t − σ v̂``, never amplified. Samplers must be
             told the same (``ode_samplers.sample(..., prediction=...)``).
+        baseline: what the network's output is added to. ``"none"`` (the study): the network
+            alone. ``"gaussian"``: the exact ε or v of data distributed as an independent
+            Gaussian per band (:func:`with_baseline`; the data's per-band ``(mean, std)`` are
+            passed as ``stats``), so the network learns only what is not Gaussian sky.
     """
 
     loss: Literal["huber", "l2"] = "huber"
@@ -45,6 +51,7 @@ class DDPMConfig(DictConfig):
     label_smoothing: float = 0.01
     dropout: float = 0.0
     prediction: Literal["eps", "v"] = "eps"
+    baseline: Literal["none", "gaussian"] = "none"
 
     def __post_init__(self) -> None:
         if self.loss not in _LOSSES:
@@ -59,6 +66,8 @@ class DDPMConfig(DictConfig):
             raise ValueError(
                 f"DDPMConfig.prediction={self.prediction!r}: must be one of {_PREDICTIONS}"
             )
+        if self.baseline not in _BASELINES:
+            raise ValueError(f"DDPMConfig.baseline={self.baseline!r}: must be one of {_BASELINES}")
 
 
 def ddpm_schedule() -> VPSchedule:
@@ -104,7 +113,48 @@ def _per_element(err: Array, config: DDPMConfig) -> Array:
     return jnp.where(a < d, 0.5 * err**2 / d, a - 0.5 * d)
 
 
-def ddpm_loss(apply: ApplyFn, schedule: VPSchedule, config: DDPMConfig | None = None):
+def with_baseline(
+    apply: ApplyFn,
+    schedule: VPSchedule,
+    config: DDPMConfig,
+    stats: tuple[Any, Any] | None = None,
+) -> ApplyFn:
+    """``apply`` as the objective and the samplers see it under ``config.baseline``.
+
+    ``"none"``: ``apply`` itself. ``"gaussian"``: the network's output is added to the exact
+    prediction (ε or v, per ``config.prediction``) for data ``x0 ~ N(mean, std²)`` independent per
+    element, whose posterior mean is ``mean + α std² / (α² std² + σ²) (x_t − α mean)``.
+    ``stats = (mean, std)`` of the (transformed) training data, each ``(C,)`` or ``(H, W, C)``;
+    pass the same to :func:`ddpm_loss` and wrap ``apply`` with this before :func:`ddpm_model_fn`.
+    """
+    if config.baseline == "none":
+        return apply
+    if stats is None:
+        raise ValueError(
+            f"DDPMConfig.baseline={config.baseline!r} needs stats=(mean, std) of the training data"
+        )
+    mean, std = (jnp.asarray(a, jnp.float32) for a in stats)
+    var = std**2
+    v_pred = config.prediction == "v"
+
+    def applied(params, x, t, r=None, w=None, z=None, drop=None):
+        shape = (x.shape[0],) + (1,) * (x.ndim - 1)
+        a, s = schedule.alpha(t).reshape(shape), schedule.sigma(t).reshape(shape)
+        x0 = mean + a * var / (a**2 * var + s**2) * (x - a * mean)
+        eps = (x - a * x0) / s
+        base = a * eps - s * x0 if v_pred else eps
+        return base + apply(params, x, t, r=r, w=w, z=z, drop=drop)
+
+    return applied
+
+
+def ddpm_loss(
+    apply: ApplyFn,
+    schedule: VPSchedule,
+    config: DDPMConfig | None = None,
+    *,
+    stats: tuple[Any, Any] | None = None,
+):
     """The DDPM objective (ε- or v-prediction) as an engine ``loss_fn(params, batch, key)``.
 
     Per example: a timestep n ~ U{0..N-1} (t = (n + 1) / N), ε ~ N(0, I),
@@ -113,11 +163,13 @@ def ddpm_loss(apply: ApplyFn, schedule: VPSchedule, config: DDPMConfig | None = 
     ``apply(params, x_t, t, z=z, drop=drop) - target``, target ε (``prediction="eps"``) or
     ``α ε − σ x0`` (``"v"``).
 
-    batch: ``{"image": (B, H, W, C) float32, "redshift": (B,) float32}``.
+    batch: ``{"image": (B, H, W, C) float32, "redshift": (B,) float32}``. ``stats``: the data's
+    per-band ``(mean, std)``, required with ``config.baseline="gaussian"`` (:func:`with_baseline`).
     Returns ``(loss, {"mse": mean squared error of the prediction})``.
     """
     config = config or DDPMConfig()
     n_steps = int(schedule.num_train_steps)
+    apply = with_baseline(apply, schedule, config, stats)
 
     def loss_fn(params: Any, batch: dict[str, Array], key: Array):
         if "image" not in batch or "redshift" not in batch:
@@ -149,7 +201,12 @@ def ddpm_model_fn(
     ``redshift``: scalar or (B,) float32, closed over. ``guidance`` w: None (or 1.0) is the
     conditional model; otherwise classifier-free guidance ε_u + w (ε_c - ε_u) (likewise for v), with ε_u from the
     null-redshift embedding (``drop=True``); needs a model trained with ``dropout > 0``.
+
+    Raises:
+        ValueError: a concrete redshift is NaN, infinite or negative (the message names its
+            index); traced values inside ``jax.jit`` are not checked.
     """
+    check_redshift(redshift, "ddpm_model_fn")
 
     def _z(x: Array) -> Array:
         return jnp.broadcast_to(jnp.asarray(redshift, jnp.float32), (x.shape[0],))

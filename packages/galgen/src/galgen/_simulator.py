@@ -280,6 +280,8 @@ class Simulator:
             sched = dc.ddpm_schedule()
             passes = 2 if guidance not in (None, 1.0) else 1
             prediction = cfg["objective"].get("prediction", "eps")
+            dcfg = dc.DDPMConfig(**cfg["objective"])
+            apply = dc.with_baseline(apply, sched, dcfg, data_stats(cfg))
 
             def fn(params, index, z, key, step_key):
                 self.traces += 1
@@ -463,7 +465,7 @@ def _catalog_column(catalog: Any, column: str | None) -> np.ndarray:
 
 def data_stats(cfg: Mapping[str, Any]) -> tuple[list[float], list[float]] | None:
     """Per-band ``(mean, std)`` of the run's stretched training data, when its objective needs
-    them (pMF ``objective.baseline="gaussian"``); None otherwise."""
+    them (``objective.baseline="gaussian"``, DDPM or pMF); None otherwise."""
     if cfg["objective"].get("baseline", "none") == "none":
         return None
     stats = cfg.get("data_stats")

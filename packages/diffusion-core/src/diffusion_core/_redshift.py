@@ -1,0 +1,35 @@
+"""The one check of conditioning redshifts that every sampling entry point shares."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import numpy as np
+
+__all__ = ["check_redshift"]
+
+
+def check_redshift(redshift: Any, where: str) -> None:
+    """Refuse NaN, infinite or negative redshifts with a ``ValueError`` naming the first bad index.
+
+    Only concrete values are checked (numbers, numpy or jax arrays); inside ``jax.jit`` the
+    redshifts are tracers and pass through, so check them before the jitted call. ``None``
+    (unconditional) passes.
+    """
+    if redshift is None or any(isinstance(v, jax.core.Tracer) for v in jax.tree.leaves(redshift)):
+        return
+    try:
+        z = np.asarray(redshift, np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"{where}: redshift must be numbers, got {type(redshift).__name__}"
+        ) from None
+    with np.errstate(invalid="ignore"):
+        bad = np.flatnonzero(~np.isfinite(z) | (z < 0))
+    if bad.size:
+        i = int(bad[0])
+        more = f" (and {bad.size - 1} more)" if bad.size > 1 else ""
+        raise ValueError(
+            f"{where}: redshift[{i}] = {z[i]:g}{more}; redshifts must be finite and >= 0"
+        )
