@@ -122,3 +122,18 @@ def test_gaussian_baseline_is_the_exact_map_of_gaussian_data():
         sample(zero, None, noise, jnp.ones(3), config=cfg)
     with pytest.raises(ValueError, match="stats"):
         pmf_loss(zero, cfg)
+
+
+@pytest.mark.parametrize(
+    "z, culprit",
+    [
+        ([0.5, -99.0, 1.0], r"redshift\[1\] = -99"),
+        (np.array([0.1, 0.2, np.nan], np.float32), r"redshift\[2\] = nan"),
+        (jnp.array([-0.1, -0.2, 1.0]), r"redshift\[0\] = -0.1 \(and 1 more\)"),
+    ],
+)
+def test_bad_redshift_is_refused_naming_the_index(z, culprit):
+    """NaN or negative redshifts used to flow into the embedding silently (#18)."""
+    noise = jnp.zeros((3, 2, 2, 1))
+    with pytest.raises(ValueError, match=r"^meanflow.sample: " + culprit):
+        sample(exact_apply, None, noise, z)

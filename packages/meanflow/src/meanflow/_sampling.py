@@ -8,6 +8,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from diffusion_core import check_redshift
 
 from meanflow._config import PMFConfig
 from meanflow._objective import ApplyFn, _add_baseline, average_velocity, with_baseline
@@ -84,8 +85,13 @@ def sample(
 
     Returns:
         ``x`` ``(B, H, W, C)`` float32, and the NFE if ``return_nfe``.
+
+    Raises:
+        ValueError: a concrete redshift is NaN, infinite or negative (named by index), or a bad
+            ``time_grid``, ``redshift`` shape or ``clip_x0``.
     """
     config = PMFConfig() if config is None else config
+    check_redshift(redshift, "meanflow.sample")
     noise = jnp.asarray(noise, jnp.float32)
     bsz = noise.shape[0]
     if time_grid is None:
