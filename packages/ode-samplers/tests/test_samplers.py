@@ -243,3 +243,19 @@ def test_clip_x0_bounds_the_denoised_estimate_and_is_exact_when_inactive(method)
     ref = sample(exact, noise, schedule=sched, method=method, num_steps=8)
     wide = sample(exact, noise, schedule=sched, method=method, num_steps=8, clip_x0=(-1e6, 1e6))
     np.testing.assert_allclose(np.asarray(wide), np.asarray(ref), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_eps_prediction_on_a_flow_schedule_is_refused_not_nan(method):
+    """At t = 1 a flow path has alpha = 0, so x0 = (x - sigma eps) / alpha is 0/0: five methods
+    returned NaN without a word (#18). Now one ValueError names the method, the prediction and the
+    way out; t_max < 1 gives finite samples."""
+
+    def half(x, t):
+        return 0.5 * x
+
+    kw = {"schedule": FlowSchedule(), "method": method, "num_steps": 4, "key": KEY}
+    with pytest.raises(ValueError, match=rf"method='{method}' with prediction='eps'.*t_max < 1"):
+        sample(half, _noise(), prediction="eps", **kw)
+    x = sample(half, _noise(), prediction="eps", t_max=0.98, **kw)
+    assert np.isfinite(np.asarray(x)).all()

@@ -142,6 +142,13 @@ def sample(
         spacing = "time_uniform" if uniform else "quadratic"
     grid = time_grid(schedule, num_steps, spacing, t_max, t_min, final_denoise)
     p = _Points(schedule, grid, dtype)
+    if prediction == "eps" and np.any(p.a[:-1] <= 0):  # x0 = (x - sigma eps) / alpha is 0 / 0
+        raise ValueError(
+            f"sample: method={method!r} with prediction='eps' cannot recover the clean image "
+            f"where alpha(t) = 0 "
+            f"(t = {float(grid[0]):g} on {schedule!r}); pass t_max < 1, or a model predicting "
+            "'x0', 'v' or 'flow'"
+        )
     k_steps = len(grid) - 1
     denoise_last = bool(grid[-1] == 0.0)
     n_reg = k_steps - 1 if denoise_last else k_steps
