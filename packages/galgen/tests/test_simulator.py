@@ -67,7 +67,14 @@ def test_ddpm_methods_nfe_and_guidance(runs):
     assert sim.model == "ddpm" and sim.default_method == "dpmpp_2m"
     g = sim.sample(Z[:2], method="ddim", steps=3)
     assert g.nfe == 3 and np.isfinite(g.images).all()
-    assert sim.sample(Z[:2], method="ddim", steps=3, guidance=2.0).nfe == 6  # two passes a step
+    # trained without label dropout (the tiny preset): the null embedding guidance needs is untrained
+    with pytest.raises(GalgenError) as exc:
+        sim.sample(Z[:2], method="ddim", steps=3, guidance=2.0)
+    assert str(exc.value).startswith(f"guidance=2: {sim.source} is a DDPM trained without label")
+    assert "objective.dropout=0" in str(exc.value)
+    cfg = {**sim.config, "objective": {**sim.config["objective"], "dropout": 0.1}}
+    guided = Simulator(cfg, sim._params, source="with-dropout")
+    assert guided.sample(Z[:2], method="ddim", steps=3, guidance=2.0).nfe == 6  # two passes a step
     st = sim.sample(Z[:2], method="ddpm", steps=4, seed=1)
     np.testing.assert_array_equal(
         st.images, sim.sample(Z[:2], method="ddpm", steps=4, seed=1).images
@@ -87,6 +94,7 @@ def test_ddpm_methods_nfe_and_guidance(runs):
         ({"redshift": [1.0], "steps": 0}, "steps=0"),
         ({"redshift": [1.0], "steps": 1.5}, "steps=1.5"),
         ({"redshift": [1.0], "guidance": 0.5}, "guidance=0.5"),
+        ({"redshift": [1.0], "guidance": 9.0}, "guidance=9 lies outside the scales [1, 7]"),
         ({"redshift": [1.0], "batch_size": 0}, "batch_size=0"),
         ({"redshift": [1.0, 2.0], "object_id": [1]}, "object_id"),
     ],

@@ -137,3 +137,21 @@ def test_bad_redshift_is_refused_naming_the_index(z, culprit):
     noise = jnp.zeros((3, 2, 2, 1))
     with pytest.raises(ValueError, match=r"^meanflow.sample: " + culprit):
         sample(exact_apply, None, noise, z)
+
+
+@pytest.mark.parametrize(
+    "cfg, w, culprit",
+    [
+        (PMFConfig(), 9.0, r"guidance=9 lies outside the scales \[1, 7\]"),
+        (PMFConfig(variant="official"), 8.5, r"guidance=8.5 .* \[1, 8\]"),
+        (PMFConfig(w_dist="fixed", w_max=3.0), 2.0, r"guidance=2 .* \[3, 3\]"),
+        (PMFConfig(), jnp.array([1.0, 0.5]), r"guidance=0.5"),
+    ],
+)
+def test_guidance_outside_the_trained_scales_is_refused(cfg, w, culprit):
+    """The network's w input is trained on config.guidance_range only; w = 1 (the default) passes."""
+    noise = jnp.zeros((2, 2, 2, 1))
+    with pytest.raises(ValueError, match=r"^meanflow.sample: " + culprit):
+        sample(exact_apply, None, noise, jnp.ones(2), guidance=w, config=cfg)
+    lo, hi = cfg.guidance_range
+    sample(exact_apply, None, noise, jnp.ones(2), guidance=hi, config=cfg)

@@ -297,6 +297,25 @@ class Simulator:
         self._samplers[key] = (jax.jit(fn), box)
         return self._samplers[key]
 
+    def _check_guidance(self, guidance: float | None) -> None:
+        """A guidance scale the model never learned is an error naming the run and the option."""
+        if guidance is None or guidance == 1.0:
+            return
+        obj = self.config["objective"]
+        if self.model == "ddpm" and not obj.get("dropout", 0.0) > 0:
+            raise GalgenError(
+                f"guidance={guidance:g}: {self.source} is a DDPM trained without label dropout "
+                "(objective.dropout=0), so the null-redshift embedding that guidance needs was "
+                "never trained; use guidance 1, or train with --set objective.dropout=0.1"
+            )
+        if self.model == "pmf":
+            import meanflow as mf
+
+            try:
+                mf.check_guidance(guidance, mf.PMFConfig(**obj), where=self.source)
+            except ValueError as exc:
+                raise GalgenError(str(exc)) from None
+
     def _resolve(self, method: str | None, steps: int | None) -> tuple[str, int]:
         method = method or self.default_method
         if method not in METHODS:
@@ -349,6 +368,7 @@ class Simulator:
         method, steps = self._resolve(method, steps)
         if guidance is not None and not (np.isfinite(guidance) and guidance >= 1.0):
             raise GalgenError(f"guidance={guidance!r}: need a finite scale w >= 1 (1 = none)")
+        self._check_guidance(guidance)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise GalgenError(f"batch_size={batch_size!r}: need a positive integer")
         n = z.size

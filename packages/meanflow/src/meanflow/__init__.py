@@ -17,11 +17,12 @@ from meanflow._objective import (
     velocity_from_x,
     with_baseline,
 )
-from meanflow._sampling import sample, time_grid_uniform
+from meanflow._sampling import check_guidance, sample, time_grid_uniform
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "check_guidance",
     "PMFConfig",
     "average_velocity",
     "flow_matching_loss",

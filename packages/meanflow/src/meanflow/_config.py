@@ -70,6 +70,15 @@ class PMFConfig(DictConfig):
         """Whether the adaptive weight applies (``adaptive``, or the variant's default)."""
         return self.variant == "official" if self.adaptive is None else bool(self.adaptive)
 
+    @property
+    def guidance_range(self) -> tuple[float, float]:
+        """``(lo, hi)``: the guidance scales training draws ``w`` from; the network's ``w`` input
+        was never trained outside it (``"fixed"``: only ``w_max``)."""
+        if self.w_dist == "fixed":
+            return (self.w_max, self.w_max)
+        official = self.variant == "official" and self.w_dist == "log_uniform"
+        return (1.0, self.w_max + 1.0 if official else self.w_max)
+
     def __post_init__(self) -> None:
         def bad(key: str, why: str) -> ValueError:
             return ValueError(f"PMFConfig.{key}: {why} (got {getattr(self, key)!r})")

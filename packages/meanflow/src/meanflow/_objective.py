@@ -147,12 +147,12 @@ def sample_guidance_scale(key: Array, batch: int, config: PMFConfig) -> Array:
     """Guidance scales ``w`` ``(B,)`` in ``[1, w_max]`` drawn from ``config.w_dist``
     (``[1, 1 + w_max]`` for the log-uniform draw of the ``"official"`` variant)."""
     u = jax.random.uniform(key, (batch,))
+    lo, hi = config.guidance_range
     if config.w_dist == "log_uniform":  # density ∝ 1/w
-        top = config.w_max + 1.0 if config.variant == "official" else config.w_max
-        return jnp.exp(u * jnp.log(top))
+        return jnp.exp(u * jnp.log(hi))
     if config.w_dist == "uniform":
-        return 1.0 + u * (config.w_max - 1.0)
-    return jnp.full((batch,), config.w_max, jnp.float32)
+        return lo + u * (hi - lo)
+    return jnp.full((batch,), hi, jnp.float32)
 
 
 def _drop_mask(key: Array, batch: int, config: PMFConfig) -> Array:

@@ -44,6 +44,24 @@ def _run(apply, params, noise, redshift, drop, w, grid, lo, hi, stats, *, t_min)
     return z
 
 
+def check_guidance(guidance: Any, config: PMFConfig, where: str = "meanflow.sample") -> None:
+    """Refuse a concrete guidance scale outside ``config.guidance_range`` (where the network's
+    ``w`` input was never trained) with a ``ValueError`` naming it; ``w = 1`` (no guidance, the
+    default) and traced values pass."""
+    if any(isinstance(v, jax.core.Tracer) for v in jax.tree.leaves(guidance)):
+        return
+    w = np.asarray(guidance, np.float64).reshape(-1)
+    lo, hi = config.guidance_range
+    with np.errstate(invalid="ignore"):
+        bad = np.flatnonzero((w != 1.0) & ~((w >= lo - 1e-6) & (w <= hi + 1e-6)))
+    if bad.size:
+        raise ValueError(
+            f"{where}: guidance={w[bad[0]]:g} lies outside the scales [{lo:g}, {hi:g}] this model "
+            f"was trained on (PMFConfig w_max={config.w_max:g}, w_dist={config.w_dist!r}); its "
+            "guidance input is untrained there"
+        )
+
+
 def sample(
     apply: ApplyFn,
     params: Any,
@@ -87,11 +105,13 @@ def sample(
         ``x`` ``(B, H, W, C)`` float32, and the NFE if ``return_nfe``.
 
     Raises:
-        ValueError: a concrete redshift is NaN, infinite or negative (named by index), or a bad
+        ValueError: a concrete redshift is NaN, infinite or negative (named by index), a
+            concrete guidance scale other than 1 outside ``config.guidance_range``, or a bad
             ``time_grid``, ``redshift`` shape or ``clip_x0``.
     """
     config = PMFConfig() if config is None else config
     check_redshift(redshift, "meanflow.sample")
+    check_guidance(guidance, config)
     noise = jnp.asarray(noise, jnp.float32)
     bsz = noise.shape[0]
     if time_grid is None:
