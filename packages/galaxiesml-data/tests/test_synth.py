@@ -150,3 +150,27 @@ def test_bad_arguments():
         synthesize("/tmp/never", 0, 1, 1, progress=False)
     with pytest.raises(ValueError, match="size"):
         synthesize("/tmp/never", 1, 1, 1, size=4, progress=False)
+
+
+def test_unguarded_script_with_workers_fails_once_with_the_fix(tmp_path):
+    """A script calling synthesize(workers=2) at module level: the spawned workers re-import it.
+    They used to re-run synthesize (truncating the parent's open files) and mp.Pool respawned them
+    forever; now the child refuses before opening anything, the parent stops with one message
+    naming the fix, and no partial file is left behind."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "make_data.py"
+    out = tmp_path / "data"
+    script.write_text(
+        "from galaxiesml_data import synthesize\n"
+        f"synthesize({str(out)!r}, 8, 0, 0, size=16, workers=2, chunk=4, progress=False)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=240, cwd=tmp_path
+    )
+    assert proc.returncode != 0
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("RuntimeError: a worker process died; synthesize(workers > 1)")
+    assert 'if __name__ == "__main__":' in last
+    assert not list(out.glob("*.hdf5"))

@@ -15,6 +15,9 @@ from __future__ import annotations
 import math
 import multiprocessing as mp
 import os
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -369,6 +372,18 @@ def _render_chunk(task: tuple[int, int, int, int, int, int | None]) -> tuple:
 # ---------------------------------------------------------------------------------- public entry
 
 
+_GUARD = (
+    "synthesize(workers > 1) starts worker processes that re-import your script; call it under "
+    'if __name__ == "__main__": (or pass workers=1)'
+)
+
+
+def _in_spawned_import() -> bool:
+    """True while a spawned child re-imports the parent's ``__main__`` (an unguarded script)."""
+    main = sys.modules.get("__main__")
+    return mp.parent_process() is not None and getattr(main, "__name__", "") == "__mp_main__"
+
+
 def synthesize(
     out_dir: str | Path,
     n_train: int,
@@ -396,7 +411,14 @@ def synthesize(
         chunk: galaxies per work item.
     Returns:
         ``{"training": path, "validation": path, "testing": path}`` (plus ``"…_127"`` keys).
+
+    Raises:
+        RuntimeError: called at module level of a script without an ``if __name__ ==
+            "__main__":`` guard while ``workers > 1`` (the workers re-import the script); the
+            partial files are removed.
     """
+    if _in_spawned_import():  # before anything is opened: the parent is writing these files
+        raise RuntimeError(_GUARD)
     counts = {"training": int(n_train), "validation": int(n_val), "testing": int(n_test)}
     if any(v < 0 for v in counts.values()) or counts["training"] < 1:
         raise ValueError(f"need n_train >= 1 and n_val, n_test >= 0, got {counts}")
@@ -433,9 +455,10 @@ def synthesize(
         if workers == 1 or len(tasks) == 1:
             results = map(_render_chunk, tasks)
             pool = None
-        else:
-            pool = mp.get_context("spawn").Pool(min(workers, len(tasks)))
-            results = pool.imap(_render_chunk, tasks)
+        else:  # unlike mp.Pool, the executor fails instead of respawning workers that die
+            ctx = mp.get_context("spawn")
+            pool = ProcessPoolExecutor(min(workers, len(tasks)), mp_context=ctx)
+            results = pool.map(_render_chunk, tasks)
         try:
             for split, lo, imgs, bigs, c in results:
                 name = SPLITS[split]
@@ -445,17 +468,24 @@ def synthesize(
                 for k, v in c.items():
                     cols[name].setdefault(k, []).append(v)
                 bar.update(len(imgs))
+        except BrokenProcessPool:
+            raise RuntimeError(f"a worker process died; {_GUARD}") from None
         finally:
             bar.close()
             if pool is not None:
-                pool.terminate()
-                pool.join()
+                pool.shutdown(wait=True, cancel_futures=True)
         template = cols["training"]
         for key, f in files.items():
             name = key.removesuffix("_127")
             for k, parts in template.items():
                 data = np.concatenate(cols[name][k]) if cols[name] else np.empty(0, parts[0].dtype)
                 f.create_dataset(k, data=data)
+    except BaseException:
+        for f in files.values():
+            f.close()
+        for path in paths.values():  # half-written files would pass for a data set
+            path.unlink(missing_ok=True)
+        raise
     finally:
         for f in files.values():
             f.close()
