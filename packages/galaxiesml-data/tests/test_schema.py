@@ -215,6 +215,8 @@ def test_check_values_names_file_key_and_rows(tmp_path, case, culprit):
         check_values(path, chunk=2)  # the bad rows are found across chunk boundaries
     assert _snapshot(tmp_path) == before
     check_values(_file(tmp_path / "good.hdf5"))  # a clean file passes
+    with pytest.raises(GalaxiesMLFormatError, match="empty.hdf5: key 'image' holds 0 galaxies"):
+        check_values(_file(tmp_path / "empty.hdf5", n=0))
 
 
 @pytest.mark.parametrize("case", ["empty", "truncated", "garbage_tail", "corrupt_chunk"])
@@ -224,7 +226,8 @@ def test_empty_and_damaged_files_are_one_sentence_naming_the_path(tmp_path, case
         with h5py.File(path, "w") as f:
             f["image"] = np.zeros((0, 5, 4, 4), np.float32)
             f["specz_redshift"] = np.zeros(0)
-        needle = "zero galaxies"
+        needle = "holds 0 galaxies; need at least 1"
+        assert len(open_split(path)) == 0  # a valid (empty) split until galaxies are needed
     elif case == "corrupt_chunk":
         _file(path, n=64, chunks=True)
         with h5py.File(path, "r+") as f:  # compress so a damaged chunk fails to decode
@@ -243,7 +246,7 @@ def test_empty_and_damaged_files_are_one_sentence_naming_the_path(tmp_path, case
         path.write_bytes(raw[: len(raw) // 2] if case == "truncated" else raw[:2048] + b"\0" * 9)
         needle = "truncated or corrupt"
     with pytest.raises(GalaxiesMLFormatError) as exc:
-        ds = open_split(path)
+        ds = open_split(path, min_galaxies=1)
         ds.images[:]  # a damaged chunk is found when read
     msg = str(exc.value)
     assert msg.startswith(str(path)) and needle in msg and "\n" not in msg

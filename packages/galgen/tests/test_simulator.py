@@ -344,7 +344,7 @@ def test_bad_config_is_refused_before_the_run_directory_exists(runs, tmp_path, o
         ("nan_pixel", r"5x16x16_training_with_morphology.hdf5: 'image' has NaN or inf pixels in row 7\b"),
         ("inf_pixel", r"training_with_morphology.hdf5: 'image' has NaN or inf pixels in row 0, 31;"),
         ("sentinel", r"training_with_morphology.hdf5: 'specz_redshift' .* in row 5 \(-99\)"),
-        ("empty", r"training_with_morphology.hdf5: key 'image' holds zero galaxies"),
+        ("empty", r"training_with_morphology.hdf5: key 'image' holds 0 galaxies; need at least 1"),
         ("truncated", r"training_with_morphology.hdf5 is not a readable HDF5 file \(truncated"),
     ],
 )  # fmt: skip

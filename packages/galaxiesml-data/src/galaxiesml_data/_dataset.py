@@ -222,10 +222,6 @@ class Dataset:
             if key not in f:
                 raise GalaxiesMLFormatError(f"{self.path}: missing required key {key!r}")
         self._n, self.height, self.width = _check_image(self.path, f[IMAGE_KEY])
-        if self._n == 0:
-            raise GalaxiesMLFormatError(
-                f"{self.path}: key {IMAGE_KEY!r} holds zero galaxies; expected at least one"
-            )
         z = f[REDSHIFT_KEY]
         if not isinstance(z, h5py.Dataset) or z.shape != (self._n,):
             raise GalaxiesMLFormatError(
@@ -302,21 +298,29 @@ class Dataset:
         return f"Dataset({str(self.path)!r}, n={self._n}, image=({self.height}, {self.width}, {len(BANDS)}))"
 
 
-def open_split(path: str | Path) -> Dataset:
+def open_split(path: str | Path, *, min_galaxies: int = 0) -> Dataset:
     """Open a GalaxiesML-schema HDF5 file lazily (nothing but redshift and object_id is loaded).
+
+    An empty split is a valid file (``synthesize`` writes one for ``n_val=0``); pass
+    ``min_galaxies=1`` where galaxies are needed.
 
     Raises:
         FileNotFoundError: the file does not exist.
         GalaxiesMLFormatError: not HDF5, truncated or corrupt, a required key (``image``,
             ``specz_redshift``) is missing, ``image`` is not ``(N, 5, H, W)`` float, or it holds
-            zero galaxies; the message names the file and the key.
+            fewer than ``min_galaxies`` galaxies; the message names the file and the key.
     """
-    return Dataset(path)
+    ds = Dataset(path)
+    if len(ds) < min_galaxies:
+        raise GalaxiesMLFormatError(
+            f"{ds.path}: key {IMAGE_KEY!r} holds {len(ds)} galaxies; need at least {min_galaxies}"
+        )
+    return ds
 
 
 def check_values(dataset: Dataset | str | Path, *, chunk: int = 1024) -> None:
-    """Refuse a file that cannot be trained on: a redshift that is NaN, inf or outside
-    ``REDSHIFT_RANGE`` (e.g. a -99 sentinel), or an image with a NaN or inf pixel.
+    """Refuse a file that cannot be trained on: no galaxies, a redshift that is NaN, inf or
+    outside ``REDSHIFT_RANGE`` (e.g. a -99 sentinel), or an image with a NaN or inf pixel.
 
     Reads the images chunk by chunk (never the whole file at once). Use it before anything is
     written; :func:`validate` reports the same problems as counts instead of raising.
@@ -326,6 +330,8 @@ def check_values(dataset: Dataset | str | Path, *, chunk: int = 1024) -> None:
             for redshifts).
     """
     ds = dataset if isinstance(dataset, Dataset) else open_split(dataset)
+    if len(ds) == 0:
+        open_split(ds.path, min_galaxies=1)  # raises, naming the file
     msg = _redshift_error(ds.path, ds.redshift)
     if msg is None:
         bad = [s + _nonfinite_rows(ds._read_cf(np.arange(s, min(s + chunk, len(ds)))))

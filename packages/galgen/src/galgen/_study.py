@@ -152,7 +152,9 @@ def info(file: Path) -> str:
         f"file       {file}",
         f"galaxies   {len(ds)}",
         f"images     {shape} (channels-last view; float32)",
-        f"redshift   min {z.min():.3f}  median {np.median(z):.3f}  max {z.max():.3f}",
+        f"redshift   min {z.min():.3f}  median {np.median(z):.3f}  max {z.max():.3f}"
+        if z.size
+        else "redshift   none (empty split)",
         f"columns    {len(ds.columns)}: {', '.join(sorted(ds.columns)[:12])}"
         + (" ..." if len(ds.columns) > 12 else ""),
     ]
@@ -328,7 +330,8 @@ def redshifts_from(
                 "--redshifts test: this model records no data directory (a model file never "
                 "does); pass --data DIR holding the test split, or give redshifts"
             )
-        ds = open_split(find_split(Path(where), "testing", size=sim.image_shape[0]))
+        test = find_split(Path(where), "testing", size=sim.image_shape[0])
+        ds = open_split(test, min_galaxies=1)
         m = len(ds) if n is None else min(n, len(ds))
         return np.asarray(ds.redshift[:m], np.float32), np.asarray(ds.object_id[:m])
     path = Path(spec)
@@ -515,7 +518,7 @@ def evaluate(
     from galgen import _photeval as pe
 
     for p in [real, *generated]:
-        open_split(p)  # a missing, empty, corrupt or wrong-schema file fails here, naming it
+        open_split(p, min_galaxies=1)  # missing, empty, corrupt or wrong-schema: named here
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     cache = out / "cache" if cache is None else Path(cache)
