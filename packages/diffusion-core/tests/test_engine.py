@@ -302,3 +302,29 @@ def test_four_devices_equal_one(tmp_path):
     for a, b in zip(arrs[:n], arrs[n:], strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     assert not np.allclose(arrs[0], 0)  # trained
+
+
+def test_a_delete_killed_midway_never_leaves_an_unreadable_step(tmp_path, monkeypatch):
+    """Pruning old checkpoints (keep_checkpoints) used orbax's item-by-item delete: a SIGKILL in
+    the middle left e.g. ``7/`` with only ``opt_state`` and ``meta``, listed as a step but not
+    loadable (found by galgen-cli/tests/test_crash.py). Now a step is renamed away whole first; a
+    delete interrupted after the rename leaves only a hidden leftover, cleared at the next save."""
+    from diffusion_core import _checkpoint
+
+    real_rmtree = _checkpoint.shutil.rmtree
+
+    def killed(path, *a, **kw):  # the process dies right after the rename
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_checkpoint.shutil, "rmtree", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path, steps=12, checkpoint_every=4, keep_checkpoints=1)
+    ck = tmp_path / "run" / "checkpoints"
+    steps = sorted(p.name for p in ck.iterdir() if p.name.isdigit())
+    assert steps == ["8"] and (ck / ".deleting-4").is_dir()
+    assert latest_step(tmp_path / "run") == 8
+    assert load_checkpoint(tmp_path / "run", 8).step == 8
+    monkeypatch.setattr(_checkpoint.shutil, "rmtree", real_rmtree)
+    state = run(tmp_path, steps=12, checkpoint_every=4, keep_checkpoints=1)  # resumes from 8
+    assert state.step == 12
+    assert sorted(p.name for p in ck.iterdir()) == ["12"]

@@ -4,11 +4,15 @@ A checkpoint of step ``s`` is the directory ``<run_dir>/checkpoints/<s>/`` with 
 ``params``, ``ema_params``, ``opt_state`` (pytrees of arrays) and ``meta`` (JSON: step, RNG key
 data, skipped-step count, data-iterator position). Orbax writes into a temporary directory and
 renames it only after every file is written, so a crash mid-write never touches the last good
-checkpoint; unfinished temporaries are ignored on restore.
+checkpoint; unfinished temporaries are ignored on restore. Old checkpoints are pruned here, not by
+orbax (which deletes a step's items one by one, so a kill mid-delete left a step directory that
+listed but could not be read): a step is first renamed out of the step namespace, atomically,
+then deleted; leftovers of an interrupted delete are removed at the next save.
 """
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -46,9 +50,27 @@ def save(
 ) -> None:
     """Write checkpoint ``step`` (blocking, atomic) and delete all but the newest ``keep``."""
     items = {k: ocp.args.StandardSave(trees[k]) for k in _ITEMS}
-    with _manager(run_dir, keep=keep) as m:
+    with _manager(run_dir) as m:
         m.save(step, args=ocp.args.Composite(meta=ocp.args.JsonSave(meta), **items), force=True)
         m.wait_until_finished()
+    _prune(run_dir, keep)
+
+
+_TRASH = ".deleting-"
+
+
+def _prune(run_dir: str | Path, keep: int | None) -> None:
+    """Delete all but the newest ``keep`` steps, each vanishing whole (rename, then delete)."""
+    d = _dir(run_dir)
+    for old in d.glob(f"{_TRASH}*"):  # an earlier delete that was killed
+        shutil.rmtree(old, ignore_errors=True)
+    if keep is None:
+        return
+    steps = sorted(int(p.name) for p in d.iterdir() if p.name.isdigit() and p.is_dir())
+    for s in steps[: max(0, len(steps) - keep)]:
+        trash = d / f"{_TRASH}{s}"
+        (d / str(s)).rename(trash)
+        shutil.rmtree(trash)
 
 
 def _abstract(like: Any) -> Any:
