@@ -257,3 +257,42 @@ def test_sample_bad_options_write_nothing(micro, tmp_path, extra, culprit):
     res = runner.invoke(app, ["sample", str(micro / "runs" / "pmf"), "--out", str(out), *extra])
     _one_line_error(res, culprit)
     assert not out.exists()
+
+
+@pytest.mark.parametrize("bad", ["empty", "truncated", "nan_train", "sentinel_train"])
+def test_bad_files_are_one_line_naming_the_path_and_nothing_is_created(tmp_path, bad):
+    """#18: an empty or truncated HDF5 given to `evaluate`, NaN pixels or a -99 redshift in the
+    training file given to `train`: one line naming the file (and row), exit != 0, no --out."""
+    from galaxiesml_data import write_split
+
+    rng = np.random.default_rng(0)
+    img, z = rng.normal(size=(8, 16, 16, 5)).astype(np.float32), np.full(8, 0.5, np.float32)
+    data = tmp_path / "data"
+    good = write_split(data / "5x16x16_testing_with_morphology.hdf5", img, z)
+    target = data / "gen.hdf5"
+    if bad == "empty":
+        write_split(target, img[:0], z[:0])
+        fragments = [f"{target}: key 'image' holds 0 galaxies"]
+    elif bad == "truncated":
+        write_split(target, img, z)
+        target.write_bytes(target.read_bytes()[:-1000])
+        fragments = [f"{target} is not a readable HDF5 file (truncated"]
+    else:
+        target = data / "5x16x16_training_with_morphology.hdf5"
+        if bad == "nan_train":
+            img[6, 1, 2, 3] = np.nan
+        else:
+            z[3] = -99.0
+        write_split(target, img, z)
+        row = "row 6;" if bad == "nan_train" else "row 3 (-99)"
+        fragments = [str(target), row]
+    out = tmp_path / "out"
+    if bad in ("empty", "truncated"):
+        args = ["evaluate", "--real", str(good), "--generated", str(target), "--out", str(out)]
+    else:
+        args = ["train", "ddpm", "--data", str(data), "--out", str(out)]
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    res = runner.invoke(app, args)
+    _one_line_error(res, *fragments)
+    assert not out.exists()
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
