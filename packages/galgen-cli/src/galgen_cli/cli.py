@@ -129,7 +129,7 @@ def train(
     data: Annotated[Path, typer.Option(help="Directory holding the GalaxiesML split files.")],
     out: Annotated[Path, typer.Option(help="Run directory (config, checkpoints, metrics).")],
     preset: Annotated[
-        str | None, typer.Option(help="Training preset (default: <model>-tiny).")
+        str | None, typer.Option(help="Training preset (default: <model>-cpu, the CPU recipe).")
     ] = None,
     set_: Annotated[
         list[str] | None, typer.Option("--set", help="Override: section.key=value (repeatable).")
@@ -177,8 +177,8 @@ def sample(
     ] = "hdf5",
 ) -> None:
     """Generate galaxies from a trained run or model file, written in the GalaxiesML schema."""
-    if method is not None and method not in METHODS:
-        raise GalgenError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    if method is not None:
+        galgen.check_method(method)  # named before the run path is read
     if fmt not in ("hdf5", "fits"):
         raise GalgenError(f"unknown --format {fmt!r}; choose hdf5 or fits")
     res = galgen.sample(

@@ -14,7 +14,7 @@ from galgen._errors import GalgenError
 from galgen._fits import write_fits
 from galgen._modelfile import read_model, write_model
 from galgen._presets import REPRODUCE_PRESETS, TRAIN_PRESETS, resolve
-from galgen._simulator import DEFAULT_STEPS, METHODS, Galaxies, Simulator
+from galgen._simulator import DEFAULT_STEPS, METHODS, Galaxies, Simulator, check_method
 from galgen._study import (
     bench,
     check_config,
@@ -41,6 +41,7 @@ __all__ = [
     "Simulator",
     "bench",
     "check_config",
+    "check_method",
     "environment",
     "evaluate",
     "export",

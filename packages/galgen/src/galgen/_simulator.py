@@ -8,6 +8,7 @@ their redshifts, band names, pixel scale and how they were made. A sampler is co
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -145,6 +146,7 @@ class Simulator:
         self._transform = transform_from_dict(self.config["transform"])
         self._samplers: dict[tuple, tuple[Callable, dict[str, int]]] = {}
         self.traces = 0  # how many times a sampler was traced (= compiled); see ``sample``
+        self.step: int | None = None  # training step of the weights (runs; None for model files)
 
     # ------------------------------------------------------------------ loading and saving
 
@@ -318,8 +320,7 @@ class Simulator:
 
     def _resolve(self, method: str | None, steps: int | None) -> tuple[str, int]:
         method = method or self.default_method
-        if method not in METHODS:
-            raise GalgenError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+        check_method(method)
         if method not in self.methods:
             need = "a pMF model" if method == "pmf" else "a DDPM model"
             raise GalgenError(
@@ -483,6 +484,12 @@ def _catalog_column(catalog: Any, column: str | None) -> np.ndarray:
     return np.asarray(catalog[column], np.float64)
 
 
+def check_method(method: str) -> None:
+    """Refuse a sampling method name that no model supports, listing the choices."""
+    if method not in METHODS:
+        raise GalgenError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+
+
 def data_stats(cfg: Mapping[str, Any]) -> tuple[list[float], list[float]] | None:
     """Per-band ``(mean, std)`` of the run's stretched training data, when its objective needs
     them (``objective.baseline="gaussian"``, DDPM or pMF); None otherwise."""
@@ -495,9 +502,23 @@ def data_stats(cfg: Mapping[str, Any]) -> tuple[list[float], list[float]] | None
 
 
 def _build(cfg: Mapping[str, Any]):
-    """The run's backbone for its image size and channels."""
+    """The run's backbone for its image size and channels (built once per distinct setting:
+    loading and training both ask for it twice — for the weight template and the sampler)."""
+    import json
+
+    key = json.dumps(
+        [cfg["backbone"], int(cfg["image_size"]), int(cfg["channels"])], sort_keys=True
+    )
+    return _build_cached(key)
+
+
+@functools.lru_cache(maxsize=16)
+def _build_cached(key: str):
+    # a Backbone holds pure functions (init, apply) and its config: safe to share
+    import json
+
     from gen_backbones import build
 
-    bb = dict(cfg["backbone"])
+    bb, size, channels = json.loads(key)
     name = bb.pop("preset")
-    return build(name, image_size=int(cfg["image_size"]), channels=int(cfg["channels"]), **bb)
+    return build(name, image_size=size, channels=channels, **bb)
