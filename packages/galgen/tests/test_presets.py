@@ -101,8 +101,8 @@ def test_ddpm_tiny_v_differs_from_ddpm_tiny_only_in_the_prediction():
 
 
 def test_cpu_presets_train_v_prediction_on_data_of_unit_scale(tmp_path):
-    """Regression for the realism diagnosis (docs/results.md, items 1 and 4): the smoke and cpu
-    DDPMs must predict v (the eps-net's x0 estimate is amplified ~160x at t = 1) and stretch the
+    """Regression for the realism diagnosis (docs/results.md, items 1, 4 and 5): every smoke and
+    cpu run adds to the Gaussian-sky baseline, and the DDPMs must predict v (the eps-net's x0 estimate is amplified ~160x at t = 1) and stretch the
     data to a std near the schedule's unit variance (std ~0.24 with the old peak=1 drew a frame).
     Measured on synthetic stamps, with the transform fitted as ``train`` fits it."""
     import galgen
@@ -114,7 +114,10 @@ def test_cpu_presets_train_v_prediction_on_data_of_unit_scale(tmp_path):
     old = ArcsinhStretch.fit(x).forward(x).std()
     assert old < 0.35  # what the study's stretch gives: the test can see the difference
     for preset in ("smoke", "cpu"):
-        cfg = _runs(preset)["ddpm"]
+        runs = _runs(preset)
+        # both models add to the exact Gaussian-sky prediction (pMF drew no sky noise without it)
+        assert {c["objective"].get("baseline") for c in runs.values()} == {"gaussian"}, preset
+        cfg = runs["ddpm"]
         assert cfg["objective"]["prediction"] == "v", preset
         opts = {k: v for k, v in cfg["data"].items() if k != "transform"}
         std = ArcsinhStretch.fit(x, **opts).forward(x).std()

@@ -390,3 +390,16 @@ def test_bad_training_data_is_refused_before_anything_is_written(runs, tmp_path,
     assert "\n" not in str(exc.value)
     assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
     assert resume or not out.exists()
+
+
+def test_stray_checkpoints_without_a_config_are_not_resumed_silently(runs, tmp_path):
+    """A directory with checkpoints but no config.json (a killed run that saved its last step
+    after the directory was deleted) used to be trained on from that step under the new config."""
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(runs["ddpm"] / "checkpoints", out / "checkpoints")
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    with pytest.raises(GalgenError, match=r"checkpoints holds checkpoints but .* no config.json"):
+        galgen.train("ddpm", runs["data"], out, preset=None, overrides=[], resume=False, seed=0)
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
