@@ -328,3 +328,47 @@ def test_a_delete_killed_midway_never_leaves_an_unreadable_step(tmp_path, monkey
     state = run(tmp_path, steps=12, checkpoint_every=4, keep_checkpoints=1)  # resumes from 8
     assert state.step == 12
     assert sorted(p.name for p in ck.iterdir()) == ["12"]
+
+
+def test_failed_checkpoint_write_names_the_dir_and_keeps_the_last_good_one(tmp_path, monkeypatch):
+    """#18: a disk that fills up mid-run. Orbax (tensorstore) reports it as a ValueError whose text
+    holds the errno; the engine says which directory, why, and which step survives, removes the
+    half-written temporary, and the earlier checkpoint still loads."""
+    import orbax.checkpoint as ocp
+
+    real_save = ocp.CheckpointManager.save
+
+    def full_disk(self, step, *a, **kw):
+        if step == 8:
+            torn = Path(self.directory) / "8.orbax-checkpoint-tmp-123"
+            torn.mkdir()
+            (torn / "params").write_bytes(b"\0" * 10)
+            raise ValueError("RESOURCE_EXHAUSTED: Failed to write: [os_error_code='28'] {spec...}")
+        return real_save(self, step, *a, **kw)
+
+    monkeypatch.setattr(ocp.CheckpointManager, "save", full_disk)
+    with pytest.raises(OSError) as info:
+        run(tmp_path, steps=12, checkpoint_every=4)
+    msg = str(info.value)
+    assert str(tmp_path / "run" / "checkpoints") in msg
+    assert "No space left on device" in msg and "last good checkpoint is step 4" in msg
+    assert "\n" not in msg and "spec" not in msg
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["4"]
+    assert load_checkpoint(tmp_path / "run").step == 4
+
+
+def test_checkpoint_of_another_network_is_one_sentence(tmp_path):
+    """#18: restoring with the template of another network names the run and the first
+    parameter that differs instead of orbax's listing of every key."""
+    run(tmp_path, steps=4, checkpoint_every=4)
+    params = dc_toy.init_params()
+    other = {"w_other": jax.tree.leaves(params)[0]}
+    with pytest.raises(
+        ValueError, match=r"another network \(its parameter tree has other keys"
+    ) as e:
+        load_ema_params(tmp_path / "run", params_like=other)
+    wider = jax.tree.map(lambda x: np.zeros((*x.shape, 2), x.dtype), params)
+    with pytest.raises(ValueError, match="another network") as e2:
+        load_ema_params(tmp_path / "run", params_like=wider)
+    for err in (e, e2):
+        assert "checkpoints" in str(err.value) and len(str(err.value)) < 400

@@ -12,7 +12,15 @@ then deleted; leftovers of an interrupted delete are removed at the next save.
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
+import re
 import shutil
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,12 +56,90 @@ def save(
     meta: dict[str, Any],
     keep: int | None,
 ) -> None:
-    """Write checkpoint ``step`` (blocking, atomic) and delete all but the newest ``keep``."""
+    """Write checkpoint ``step`` (blocking, atomic) and delete all but the newest ``keep``.
+
+    Raises:
+        OSError: the write failed (disk full, read-only, ...); the message names the checkpoint
+            directory and the reason, the half-written temporary is removed, and the checkpoints
+            already on disk are untouched.
+    """
     items = {k: ocp.args.StandardSave(trees[k]) for k in _ITEMS}
-    with _manager(run_dir) as m:
-        m.save(step, args=ocp.args.Composite(meta=ocp.args.JsonSave(meta), **items), force=True)
-        m.wait_until_finished()
+    try:
+        with _quiet_unless_ok():
+            try:
+                with _manager(run_dir) as m:
+                    args = ocp.args.Composite(meta=ocp.args.JsonSave(meta), **items)
+                    m.save(step, args=args, force=True)
+                    m.wait_until_finished()
+            except Exception:
+                _wait_for_orbax_writers()  # they outlive the failed save
+                raise
+    except Exception as exc:
+        for tmp in _dir(run_dir).glob(f"{step}.*tmp*"):
+            shutil.rmtree(tmp, ignore_errors=True)
+        code = _os_error_code(exc)
+        reason = os.strerror(code) if code else _first_line(exc)
+        have = saved_steps(run_dir)
+        last = f"the last good checkpoint is step {have[-1]}" if have else "no checkpoint was kept"
+        err = OSError(f"{_dir(run_dir)}: could not write checkpoint {step} ({reason}); {last}")
+        err.errno = code or errno.EIO
+        raise err from exc
     _prune(run_dir, keep)
+
+
+def _wait_for_orbax_writers(timeout: float = 60.0) -> None:
+    """Join orbax's writer threads, which outlive a failed save, before its temporary is removed."""
+    for th in threading.enumerate():
+        if th is not threading.current_thread() and type(th).__module__.startswith("orbax"):
+            try:
+                th.join(timeout=timeout)
+            except Exception:  # orbax's join re-raises the thread's own failure
+                pass
+
+
+@contextlib.contextmanager
+def _quiet_unless_ok() -> Iterator[None]:
+    """Hold back what is written to stderr (fd 2) inside the block; replay it if the block
+    succeeds, drop it if it fails. When one write of a save fails, tensorstore calls back into
+    orbax's closed event loop from C and each callback prints a traceback — hundreds of lines
+    for one full disk, none of them about the cause, which the raised error states."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            raise
+        else:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            held.seek(0)
+            text = held.read()
+            if text:
+                os.write(2, text)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def _os_error_code(exc: BaseException) -> int | None:
+    """The errno behind ``exc``: an ``OSError``'s own, or the one tensorstore writes in its text."""
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno:
+            return exc.errno
+        m = re.search(r"os_error_code='?(\d+)", str(exc))
+        if m:
+            return int(m.group(1))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def _first_line(exc: BaseException, limit: int = 160) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 _TRASH = ".deleting-"
@@ -95,7 +181,20 @@ def restore(
             raise FileNotFoundError(
                 f"no checkpoint for step {step} in {_dir(run_dir)} (have {sorted(m.all_steps())})"
             )
-        out = m.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore(), **args))
+        try:
+            out = m.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore(), **args))
+        except ValueError as exc:  # orbax lists every key of the tree: say what differs instead
+            missing = re.search(r"Target path (\(.*?\)) not found", str(exc))
+            if missing:
+                what = f"the network's {missing.group(1)} is not in it"
+            elif "structures do not match" in str(exc):
+                what = "its parameter tree has other keys than the network's"
+            else:
+                what = _first_line(exc).split(". ")[0]
+            raise ValueError(
+                f"checkpoint {step} in {_dir(run_dir)} was written by another network ({what}); "
+                "does the run's config.json belong to these checkpoints?"
+            ) from None
     trees = {}
     for name, tmpl in like.items():
         tree = out[name]

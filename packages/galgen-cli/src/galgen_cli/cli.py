@@ -36,6 +36,13 @@ def _main(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
 ) -> None:
     _STATE["debug"] = debug
+    if (
+        not debug
+    ):  # orbax logs every failing writer thread (with traceback) before galgen's one line
+        import logging
+
+        for name in ("absl", "asyncio"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 def _friendly(fn):
