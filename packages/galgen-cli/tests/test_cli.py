@@ -248,7 +248,7 @@ def test_sample_matches_the_library_and_export_travels(micro, tmp_path):
         (["--steps", "0"], "steps=0"),
         (["--method", "ddim"], "needs a DDPM"),
         (["--redshifts", "0.5,nan"], "redshift[1]"),
-        (["--redshifts", "0.5,9"], "[0.0, 4.0]"),
+        (["--redshifts", "0.5,9"], "redshift[1] = 9; redshifts must be finite and in [0, 4]"),
         (["--n", "0"], "--n 0"),
     ],
 )
@@ -296,3 +296,27 @@ def test_bad_files_are_one_line_naming_the_path_and_nothing_is_created(tmp_path,
     _one_line_error(res, *fragments)
     assert not out.exists()
     assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.parametrize("cmd", ["train", "sample", "export", "evaluate", "synth"])
+def test_output_that_cannot_be_written_is_one_line_and_changes_nothing(micro, tmp_path, cmd):
+    """#18: --out below a regular file (what a read-only or missing mount looks like to a
+    writer, and testable as any user): one line naming the path, nothing created or changed."""
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file, not a directory")
+    out = blocker / "out"
+    test = next((micro / "data").glob("*_testing_with_morphology.hdf5"))
+    gen = next((micro / "samples").glob("*.hdf5"))
+    args = {
+        "train": ["train", "ddpm", "--data", str(micro / "data"), "--out", str(out)],
+        "sample": ["sample", str(micro / "runs" / "pmf"), "--out", str(out / "g.hdf5"), "--n", "2"],
+        "export": ["export", str(micro / "runs" / "pmf"), str(out / "m.galgen")],
+        "evaluate": ["evaluate", "--real", str(test), "--generated", str(gen), "--out", str(out)],
+        "synth": ["data", "synth", str(out), "--n-train", "4", "--n-val", "0", "--n-test", "0",
+                  "--size", "16", "--workers", "1"],
+    }[cmd]  # fmt: skip
+    watched = [tmp_path, micro / "runs", micro / "data", micro / "samples"]
+    before = {p: p.read_bytes() for d in watched for p in d.rglob("*") if p.is_file()}
+    res = runner.invoke(app, args)
+    _one_line_error(res, str(blocker))
+    assert {p: p.read_bytes() for d in watched for p in d.rglob("*") if p.is_file()} == before

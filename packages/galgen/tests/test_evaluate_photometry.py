@@ -42,7 +42,7 @@ def evaluated(tmp_path_factory):
         gens.append(p)
     out = root / "eval"
     galgen.evaluate(test, gens, out, protocol="paper", n_boot=20, seed=0)
-    return {"out": out, "sky_g": sky_sigma("g")}
+    return {"out": out, "sky_g": sky_sigma("g"), "test": test, "gens": gens}
 
 
 def test_evaluate_writes_every_table_and_figure(evaluated):
@@ -79,3 +79,24 @@ def test_planted_defects_land_in_the_right_cells(evaluated):
     assert set(pz) == {"real test", "cast", "quiet", "cast (NFE 2)"} and pz["real test"]["n"] == 48
     # "cast (NFE 2)" is an unchanged copy of the real stamps: the same photo-z numbers exactly
     assert pz["cast (NFE 2)"]["nmad"] == pz["real test"]["nmad"]
+
+
+def test_torn_cache_files_are_measured_again(evaluated, tmp_path, capfd):
+    """#18: an interrupted or damaged evaluate cache. Every torn file is named on stderr,
+    measured again and replaced; the tables equal those of the first run."""
+    out, cache = evaluated["out"], evaluated["out"] / "cache"
+    files = sorted(cache.glob("*.npz"))
+    assert len(files) >= 4
+    for f in files:
+        f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+    again = tmp_path / "again"
+    galgen.evaluate(
+        evaluated["test"], evaluated["gens"], again, protocol="paper", n_boot=20, seed=0,
+        cache=cache,
+    )  # fmt: skip
+    err = capfd.readouterr().err
+    for f in files:
+        assert f"ignoring unreadable cache file {f}" in err
+        np.load(f).close()  # rewritten whole
+    for name in ("table1", "photometry", "imagestats", "photoz"):
+        assert (again / f"{name}.md").read_text() == (out / f"{name}.md").read_text(), name

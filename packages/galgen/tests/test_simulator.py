@@ -86,7 +86,7 @@ def test_ddpm_methods_nfe_and_guidance(runs):
     [
         ({"redshift": [0.5, np.nan]}, "redshift[1]"),
         ({"redshift": [-0.1]}, "redshift[0]"),
-        ({"redshift": [4.5]}, "[0.0, 4.0]"),
+        ({"redshift": [4.5]}, "redshift[0] = 4.5; redshifts must be finite and in [0, 4]"),
         ({"redshift": []}, "no redshifts"),
         ({"redshift": ["a"]}, "redshift"),
         ({"redshift": [1.0], "method": "ddim"}, "needs a DDPM"),
@@ -403,3 +403,83 @@ def test_stray_checkpoints_without_a_config_are_not_resumed_silently(runs, tmp_p
     with pytest.raises(GalgenError, match=r"checkpoints holds checkpoints but .* no config.json"):
         galgen.train("ddpm", runs["data"], out, preset=None, overrides=[], resume=False, seed=0)
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
+
+
+def _full_disk_after(n_bytes):
+    """An ``open`` stand-in whose files fail with ENOSPC once ``n_bytes`` have been written."""
+    import builtins
+    import errno
+    import io
+
+    real_open = builtins.open
+
+    class Full(io.FileIO):
+        written = 0
+
+        def write(self, b):
+            Full.written += len(b)
+            if Full.written > n_bytes:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return super().write(b)
+
+    def fake_open(file, mode="r", *a, **kw):
+        if "w" in mode and "b" in mode:
+            return Full(file, "w")
+        return real_open(file, mode, *a, **kw)
+
+    return fake_open
+
+
+@pytest.mark.parametrize("writer", ["hdf5", "fits", "export"])
+@pytest.mark.parametrize("failure", ["full_disk", "parent_is_a_file"])
+def test_failed_writes_name_the_file_and_change_nothing(
+    pmf, tmp_path, monkeypatch, writer, failure
+):
+    """#18: a full disk or an output path under a regular file. One sentence naming the target;
+    the target (here: an older file of the same name) is untouched and no temporary is left."""
+    import builtins
+
+    gals = pmf.sample(Z[:2], seed=0)
+    write = {"hdf5": gals.to_hdf5, "fits": gals.to_fits, "export": pmf.export}[writer]
+    if failure == "full_disk":
+        target = tmp_path / f"out.{writer}"
+        target.write_bytes(b"an older file")
+        if writer == "hdf5":  # HDF5 writes through its own C library, not Python's open
+            import h5py
+
+            real = h5py.File
+
+            def full(name, mode="r", *a, **kw):
+                f = real(name, mode, *a, **kw)
+                if mode in ("w", "a"):
+                    f.close()
+                    raise OSError(28, "Can't synchronously write data (file write failed)")
+                return f
+
+            monkeypatch.setattr(h5py, "File", full)
+        else:
+            monkeypatch.setattr(builtins, "open", _full_disk_after(100))
+        culprit = f"{target}: cannot write (No space left on device)"
+    else:
+        (tmp_path / "file").write_text("not a directory")
+        target = tmp_path / "file" / f"out.{writer}"
+        culprit = str(tmp_path / "file")
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    with pytest.raises(GalgenError) as info:
+        write(target)
+    monkeypatch.undo()
+    assert culprit in str(info.value) and "\n" not in str(info.value)
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+def test_run_whose_checkpoints_belong_to_another_network_is_one_sentence(runs, tmp_path):
+    """#18: a DDPM run's config.json beside a pMF run's checkpoints (copied by hand)."""
+    import shutil
+
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    shutil.copy(runs["ddpm"] / "config.json", mixed / "config.json")
+    shutil.copytree(runs["pmf"] / "checkpoints", mixed / "checkpoints")
+    with pytest.raises(ValueError, match="was written by another network") as info:
+        Simulator.load(mixed)
+    assert str(mixed / "checkpoints") in str(info.value) and len(str(info.value)) < 400

@@ -121,9 +121,11 @@ def _rgb(img: np.ndarray) -> np.ndarray:
 
 
 def _save(fig, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from galgen._io import atomic_write
+
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_write(path) as tmp:
+        fig.savefig(tmp, dpi=110)
     import matplotlib.pyplot as plt
 
     plt.close(fig)

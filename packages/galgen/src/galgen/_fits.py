@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from galgen._io import atomic_write
+
 if TYPE_CHECKING:
     from galgen._simulator import Galaxies
 
@@ -79,8 +81,6 @@ def write_fits(path: str | Path, gals: Galaxies, *, survey: str = "HSC") -> Path
     )
     table.header["TTYPE3"] = ("REDSHIFT", "conditioning redshift")
     hdus.append(table)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fits.HDUList(hdus).writeto(tmp, overwrite=True, output_verify="exception")
-    tmp.replace(path)
+    with atomic_write(path) as tmp:
+        fits.HDUList(hdus).writeto(tmp, overwrite=True, output_verify="exception")
     return path

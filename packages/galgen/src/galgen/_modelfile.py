@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from galgen._errors import GalgenError
+from galgen._io import atomic_write
 
 MAGIC = b"GALGEN-MODEL\n"
 FORMAT = "galgen-model"
@@ -79,14 +80,11 @@ def write_model(path: str | Path, config: Mapping[str, Any], params: Any) -> Pat
     }
     header["sha256"] = _digest(header, payload)
     head = json.dumps(header).encode()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
+    with atomic_write(path) as tmp, open(tmp, "wb") as f:
         f.write(MAGIC)
         f.write(struct.pack("<Q", len(head)))
         f.write(head)
         f.write(payload)
-    tmp.replace(path)
     return path
 
 

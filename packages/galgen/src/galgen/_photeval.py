@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from galgen._io import read_cache, write_cache
+
 #: At most this many training galaxies feed the photo-z (the first ones of the training file).
 PHOTOZ_MAX_TRAIN = 50_000
 #: Edges of the pixel histograms in asinh(pixel / real sky σ).
@@ -71,9 +73,8 @@ def summarize(
     idx = np.arange(len(ds)) if idx is None else np.asarray(idx, np.int64)
     cache.mkdir(parents=True, exist_ok=True)
     hit = cache / _key(path, idx, st)
-    if hit.exists():
-        with np.load(hit) as f:
-            return {k: f[k] for k in f.files}
+    if (cached := read_cache(hit)) is not None:
+        return cached
     parts: list[dict[str, np.ndarray]] = []
     for i in range(0, idx.size, chunk):
         sel = idx[i : i + chunk]
@@ -92,9 +93,7 @@ def summarize(
     out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     out["pixhist"] = out["pixhist"].sum(axis=0)
     out["redshift"] = np.asarray(ds.redshift[:], np.float64)[idx]
-    tmp = cache / (hit.name + ".tmp.npz")
-    np.savez(tmp, **out)
-    tmp.replace(hit)
+    write_cache(hit, out)
     return out
 
 

@@ -87,11 +87,13 @@ class Galaxies:
         import h5py
         from galaxiesml_data import write_split
 
+        from galgen._io import atomic_write
+
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_split(path, self.images, self.redshift, columns={"object_id": self.object_id})
-        with h5py.File(path, "a") as f:
-            f.attrs.update(self.attrs)
+        with atomic_write(path) as tmp:
+            write_split(tmp, self.images, self.redshift, columns={"object_id": self.object_id})
+            with h5py.File(tmp, "a") as f:
+                f.attrs.update(self.attrs)
         return path
 
     def to_fits(self, path: str | Path) -> Path:
@@ -102,21 +104,19 @@ class Galaxies:
 
 
 def _check_redshift(redshift: Any) -> np.ndarray:
+    from diffusion_core import check_redshift
     from galaxiesml_data import REDSHIFT_RANGE
 
     try:
         z = np.asarray(redshift, np.float64).reshape(-1)
     except (TypeError, ValueError):
         raise GalgenError(f"redshift: expected numbers, got {type(redshift).__name__}") from None
-    lo, hi = REDSHIFT_RANGE
     if z.size == 0:
         raise GalgenError("redshift: no redshifts given (need at least one)")
-    bad = np.flatnonzero(~np.isfinite(z) | (z < lo) | (z > hi))
-    if bad.size:
-        raise GalgenError(
-            f"redshift[{bad[0]}] = {z[bad[0]]}: redshifts must be finite and in [{lo}, {hi}] "
-            f"({bad.size} bad of {z.size})"
-        )
+    try:
+        check_redshift(z, "sample", high=REDSHIFT_RANGE[1])
+    except ValueError as exc:
+        raise GalgenError(str(exc)) from None
     return z.astype(np.float32)
 
 
@@ -281,7 +281,6 @@ class Simulator:
 
             sched = dc.ddpm_schedule()
             passes = 2 if guidance not in (None, 1.0) else 1
-            prediction = cfg["objective"].get("prediction", "eps")
             dcfg = dc.DDPMConfig(**cfg["objective"])
             apply = dc.with_baseline(apply, sched, dcfg, data_stats(cfg))
 
@@ -290,7 +289,7 @@ class Simulator:
                 model_fn = dc.ddpm_model_fn(apply, params, z, guidance=guidance)
                 x, nfe = ode_sample(
                     model_fn, noise_of(index, key), schedule=sched, method=method,
-                    num_steps=steps, prediction=prediction, key=step_key,
+                    num_steps=steps, prediction=dcfg.prediction, key=step_key,
                     return_nfe=True, clip_x0=(lo, hi),
                 )  # fmt: skip
                 box["nfe"] = nfe * passes

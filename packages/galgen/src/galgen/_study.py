@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from galgen._errors import GalgenError
+from galgen._io import read_cache, write_cache, write_text
 from galgen._presets import REPRODUCE_PRESETS, apply_overrides, resolve, study_runs
 from galgen._simulator import Simulator, _build, data_stats
 
@@ -94,9 +95,7 @@ def _cpu_name() -> str:
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=_jsonable))
-    tmp.replace(path)
+    write_text(path, json.dumps(obj, indent=2, default=_jsonable))
 
 
 def _jsonable(x: Any) -> Any:
@@ -430,9 +429,8 @@ def measure_file(
         m = idx.size
         key = f"{file_digest(path)[:16]}-{protocol}-seg2-idx{hashlib.sha256(idx.tobytes()).hexdigest()[:16]}.npz"
     hit = cache / key
-    if hit.exists():
-        with np.load(hit) as f:
-            return {k: f[k] for k in f.files}
+    if (cols := read_cache(hit)) is not None:
+        return cols
 
     def read(i: int, j: int) -> np.ndarray:
         if idx is None:
@@ -457,9 +455,7 @@ def measure_file(
     cols = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     z = np.asarray(ds.redshift[:], np.float64)
     cols["redshift"] = z[:m] if idx is None else z[idx]
-    tmp = cache / (key + ".tmp.npz")
-    np.savez(tmp, **cols)
-    tmp.replace(hit)
+    write_cache(hit, cols)
     return cols
 
 
@@ -567,8 +563,9 @@ def evaluate(
         f"| {lab} | " + " | ".join(f"{r[m][s]:.2f}" for m in ("bcd", "jsd") for s in STATS) + " |"
         for lab, r in ratios.items()
     ]
-    (out / "table1.md").write_text(
-        md + "\n\n**Ratio to the real-vs-real floor**\n\n" + "\n".join(ratio_lines) + "\n"
+    write_text(
+        out / "table1.md",
+        md + "\n\n**Ratio to the real-vs-real floor**\n\n" + "\n".join(ratio_lines) + "\n",
     )
     _write_json(
         out / "table1.json",
@@ -608,17 +605,17 @@ def _photometry_tables(
     gens = {lab: pe.summarize(Path(g), st, cache) for lab, g in generated.items()}
     meta = {"settings": st, "floor_sample": {"path": str(floor_path), "n": int(floor_idx.size)}}
     phot = pe.photometry_table(ref, gens, floor, n_boot, seed, st["bands"])
-    (out / "photometry.md").write_text(pe.photometry_markdown(phot))
+    write_text(out / "photometry.md", pe.photometry_markdown(phot))
     _write_json(out / "photometry.json", {**meta, "n_boot": n_boot, "seed": seed, **phot})
     ims = pe.imagestats_table(ref, gens, floor, st)
-    (out / "imagestats.md").write_text(pe.imagestats_markdown(ims))
+    write_text(out / "imagestats.md", pe.imagestats_markdown(ims))
     _write_json(out / "imagestats.json", {**meta, **ims})
     from galaxiesml_data import find_split
 
     train = find_split(real.parent, "training", size=st["size"])
     pz = pe.photoz_estimator(train, st, cache, seed)
     pzt = pe.photoz_table(pz, ref, gens, st["bands"])
-    (out / "photoz.md").write_text(pe.photoz_markdown(pzt))
+    write_text(out / "photoz.md", pe.photoz_markdown(pzt))
     _write_json(out / "photoz.json", {**meta, "training_file": str(train), **pzt})
     import morph_metrics as mm
 
@@ -690,7 +687,7 @@ def bench(
     md = "\n".join(lines)
     if out is not None:
         Path(out).mkdir(parents=True, exist_ok=True)
-        (Path(out) / "bench.md").write_text(md + "\n")
+        write_text(Path(out) / "bench.md", md + "\n")
         _write_json(Path(out) / "bench.json", {"rows": rows, "environment": env})
     return md
 
@@ -949,4 +946,4 @@ against the true redshift (real test) or the conditioning redshift (methods).
 
 ![pixel histograms](eval/figures/pixel_histograms.png)
 """
-    path.write_text(text)
+    write_text(path, text)
