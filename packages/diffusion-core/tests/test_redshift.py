@@ -41,3 +41,10 @@ def test_valid_and_traced_redshifts_pass():
 
     out = traced(jnp.array([-1.0, 0.5, 2.0]))
     np.testing.assert_allclose(out[:, 0, 0, 0], [-1.0, 0.5, 2.0])
+
+
+def test_upper_bound_when_given():
+    check_redshift([0.0, 4.0], "sim", high=4.0)  # the ends are inside
+    check_redshift([9.0], "lib")  # no upper bound unless asked
+    with pytest.raises(ValueError, match=r"^sim: redshift\[1\] = 4.01; .* in \[0, 4\]$"):
+        check_redshift([1.0, 4.01], "sim", high=4.0)

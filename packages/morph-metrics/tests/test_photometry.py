@@ -12,6 +12,7 @@ from morph_metrics import (
     compare_columns,
     floor_ratio,
     match_redshifts,
+    measure,
     photometry,
     photoz_features,
     photoz_metrics,
@@ -24,6 +25,38 @@ from morph_metrics import (
 )
 
 RADIUS = 6.0
+
+
+# ----------------------------------------------------------------------------- bad input
+
+_ENTRY_POINTS = {
+    "measure": lambda x: measure(x, psf_fwhm=0.7, pixel_scale=0.168),
+    "aperture_flux": lambda x: aperture_flux(x, 3.0),
+    "photometry": lambda x: photometry(x, 3.0, 0.01),
+    "sky_noise": lambda x: sky_noise(x),
+    "radial_profile": lambda x: radial_profile(x),
+    "pixel_histogram": lambda x: pixel_histogram(x, np.linspace(-1, 1, 5), 0.1),
+}
+
+
+@pytest.mark.parametrize("name", list(_ENTRY_POINTS))
+@pytest.mark.parametrize(
+    "images, culprit",
+    [
+        (np.ones((2, 5, 32, 32), np.float32), "look channels-first (N, C, H, W)"),
+        (np.ones((2, 32, 32, 5), bool), "real numbers, got dtype bool"),
+        (np.full((2, 32, 32, 5), "1.0"), "real numbers, got dtype <U3"),
+        (np.ones((2, 32, 32, 5), np.complex64), "real numbers, got dtype complex64"),
+        (np.ones((32, 5)), "must be (N, H, W, C) or (N, H, W), got shape (32, 5)"),
+    ],
+    ids=["channels-first", "bool", "strings", "complex", "2-d"],
+)
+def test_every_stamp_entry_point_refuses_layout_and_dtype_confusion(name, images, culprit):
+    """#18: the stamp-taking entry points share one check; a channels-first batch (what the
+    GalaxiesML file stores on disk) or a non-numeric dtype names the function and the shape."""
+    with pytest.raises(ValueError) as info:
+        _ENTRY_POINTS[name](images)
+    assert str(info.value).startswith(name) and culprit in str(info.value)
 
 
 # ----------------------------------------------------------------------------- closed forms

@@ -8,6 +8,7 @@ parameters into the ``model_fn(x, t)`` that `ode_samplers.sample` takes.
 from ._config import DictConfig, TrainConfig
 from ._ddpm import (
     DDPMConfig,
+    baseline_stats,
     ddpm_loss,
     ddpm_model_fn,
     ddpm_schedule,
@@ -32,6 +33,7 @@ from ._redshift import check_redshift
 __version__ = "0.1.0"
 
 __all__ = [
+    "baseline_stats",
     "check_redshift",
     "CONFIG_FILE",
     "METRICS_FILE",

@@ -113,6 +113,24 @@ def _per_element(err: Array, config: DDPMConfig) -> Array:
     return jnp.where(a < d, 0.5 * err**2 / d, a - 0.5 * d)
 
 
+def baseline_stats(
+    baseline: str, stats: tuple[Any, Any] | None, owner: str
+) -> tuple[jax.Array, jax.Array] | None:
+    """The ``(mean, std)`` float32 arrays a ``baseline`` needs, or None for ``"none"``.
+
+    The one check behind every ``with_baseline`` (DDPM here, pMF in meanflow): a baseline other
+    than ``"none"`` without ``stats`` raises a ``ValueError`` naming ``owner``'s config field.
+    """
+    if baseline == "none":
+        return None
+    if stats is None:
+        raise ValueError(
+            f"{owner}.baseline={baseline!r} needs stats=(mean, std) of the training data"
+        )
+    mean, std = (jnp.asarray(a, jnp.float32) for a in stats)
+    return mean, std
+
+
 def with_baseline(
     apply: ApplyFn,
     schedule: VPSchedule,
@@ -127,13 +145,10 @@ def with_baseline(
     ``stats = (mean, std)`` of the (transformed) training data, each ``(C,)`` or ``(H, W, C)``;
     pass the same to :func:`ddpm_loss` and wrap ``apply`` with this before :func:`ddpm_model_fn`.
     """
-    if config.baseline == "none":
+    checked = baseline_stats(config.baseline, stats, "DDPMConfig")
+    if checked is None:
         return apply
-    if stats is None:
-        raise ValueError(
-            f"DDPMConfig.baseline={config.baseline!r} needs stats=(mean, std) of the training data"
-        )
-    mean, std = (jnp.asarray(a, jnp.float32) for a in stats)
+    mean, std = checked
     var = std**2
     v_pred = config.prediction == "v"
 

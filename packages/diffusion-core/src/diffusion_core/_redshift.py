@@ -10,8 +10,9 @@ import numpy as np
 __all__ = ["check_redshift"]
 
 
-def check_redshift(redshift: Any, where: str) -> None:
-    """Refuse NaN, infinite or negative redshifts with a ``ValueError`` naming the first bad index.
+def check_redshift(redshift: Any, where: str, *, high: float | None = None) -> None:
+    """Refuse NaN, infinite or negative redshifts (and, given ``high``, any above it) with a
+    ``ValueError`` naming ``where`` and the first bad index.
 
     Only concrete values are checked (numbers, numpy or jax arrays); inside ``jax.jit`` the
     redshifts are tracers and pass through, so check them before the jitted call. ``None``
@@ -25,11 +26,13 @@ def check_redshift(redshift: Any, where: str) -> None:
         raise ValueError(
             f"{where}: redshift must be numbers, got {type(redshift).__name__}"
         ) from None
+    top = np.inf if high is None else high
     with np.errstate(invalid="ignore"):
-        bad = np.flatnonzero(~np.isfinite(z) | (z < 0))
+        bad = np.flatnonzero(~np.isfinite(z) | (z < 0) | (z > top))
     if bad.size:
         i = int(bad[0])
         more = f" (and {bad.size - 1} more)" if bad.size > 1 else ""
+        domain = ">= 0" if high is None else f"in [0, {high:g}]"
         raise ValueError(
-            f"{where}: redshift[{i}] = {z[i]:g}{more}; redshifts must be finite and >= 0"
+            f"{where}: redshift[{i}] = {z[i]:g}{more}; redshifts must be finite and {domain}"
         )

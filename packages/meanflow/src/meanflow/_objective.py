@@ -12,7 +12,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-from diffusion_core import smooth_redshift
+from diffusion_core import baseline_stats, smooth_redshift
 
 from meanflow._config import PMFConfig
 
@@ -69,17 +69,12 @@ def with_baseline(
     apply(...)``; ``stats = (mean, std)`` of the (transformed) training data, each ``(C,)`` or
     ``(H, W, C)``. The same ``stats`` must reach :func:`pmf_loss` and :func:`sample`.
     """
-    if config.baseline == "none":
-        return apply
-    if stats is None:
-        raise ValueError(
-            f"PMFConfig.baseline={config.baseline!r} needs stats=(mean, std) of the training data"
-        )
-    return _add_baseline(apply, stats)
+    checked = baseline_stats(config.baseline, stats, "PMFConfig")
+    return apply if checked is None else _add_baseline(apply, checked)
 
 
 def _add_baseline(apply: ApplyFn, stats: tuple[Any, Any]) -> ApplyFn:
-    mean, std = (jnp.asarray(a, jnp.float32) for a in stats)
+    mean, std = stats
 
     def applied(params, x, t, r=None, w=None, z=None, drop=None):
         base = gaussian_clean_image(x, t, t if r is None else r, mean, std)

@@ -8,10 +8,10 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from diffusion_core import check_redshift
+from diffusion_core import baseline_stats, check_redshift
 
 from meanflow._config import PMFConfig
-from meanflow._objective import ApplyFn, _add_baseline, average_velocity, with_baseline
+from meanflow._objective import ApplyFn, _add_baseline, average_velocity
 
 Array = jax.Array
 
@@ -136,8 +136,7 @@ def sample(
     if not lo < hi:
         raise ValueError(f"sample: clip_x0 must be (lo, hi) with lo < hi, got {clip_x0}")
     lo, hi = jnp.float32(lo), jnp.float32(hi)
-    with_baseline(apply, config, stats)  # checks that stats come with baseline="gaussian"
-    stats = None if config.baseline == "none" else tuple(jnp.asarray(a, jnp.float32) for a in stats)
+    stats = baseline_stats(config.baseline, stats, "PMFConfig")
     x = _run(apply, params, noise, redshift, drop, w, grid, lo, hi, stats, t_min=config.t_min)
     nfe = int(grid.shape[0]) - 1
     return (x, nfe) if return_nfe else x

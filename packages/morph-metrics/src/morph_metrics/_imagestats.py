@@ -24,14 +24,14 @@ def border_mask(shape: tuple[int, int], width: int) -> np.ndarray:
 
 def border_pixels(images: np.ndarray, width: int = 4) -> np.ndarray:
     """Pixels of the outer ``width`` px of each stamp: ``(N, P, C)``."""
-    x = _check_images(images)
+    x = _check_images(images, "border_pixels")
     return x[:, border_mask(x.shape[1:3], width), :]
 
 
 def sky_noise(images: np.ndarray, width: int = 4) -> np.ndarray:
     """Robust per-stamp, per-band sky σ ``(N, C)`` (image units): ``1.4826 · MAD`` of the
     outer ``width`` px, insensitive to a few galaxy pixels reaching the border."""
-    b = border_pixels(images, width).astype(np.float64)
+    b = border_pixels(_check_images(images, "sky_noise"), width).astype(np.float64)
     med = np.median(b, axis=1, keepdims=True)
     return MAD_TO_SIGMA * np.median(np.abs(b - med), axis=1)
 
@@ -83,7 +83,7 @@ def radial_profile(
     Returns:
         ``(profiles (N, R, C) image units per pixel, edges (R + 1,))``; NaN for empty annuli.
     """
-    x = _check_images(images)
+    x = _check_images(images, "radial_profile")
     n, h, w, c = x.shape
     cx, cy = ((w - 1) / 2.0, (h - 1) / 2.0) if center is None else center
     if edges is None:
@@ -112,7 +112,7 @@ def pixel_histogram(
     linear within the noise and logarithmic for bright pixels; use the same value and edges for
     every set compared. Values outside the edges are clipped into the end bins; NaN dropped.
     """
-    x = _check_images(images).astype(np.float64)
+    x = _check_images(images, "pixel_histogram").astype(np.float64)
     s = np.broadcast_to(np.asarray(softening, dtype=np.float64), (x.shape[-1],))
     edges = np.asarray(edges, dtype=np.float64)
     out = np.empty((x.shape[-1], len(edges) - 1))

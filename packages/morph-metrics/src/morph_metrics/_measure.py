@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from ._photometry import _check_images
 from ._survey import Survey, gaussian_psf
 
 PROTOCOLS = ("statmorph", "paper")
@@ -588,15 +589,7 @@ def measure(
             shape. Per-stamp problems (NaN/inf pixels, total flux <= 0, nothing detected, a fit
             that raises) never raise: they are flagged, with the reason in ``fail_reason``.
     """
-    images = np.asarray(images)
-    if images.ndim == 3:
-        images = images[..., None]
-    if images.ndim != 4:
-        raise ValueError(
-            f"measure: images must be (N, H, W, C) (or (N, H, W)), got shape {images.shape}"
-        )
-    if not np.issubdtype(images.dtype, np.number) or np.iscomplexobj(images):
-        raise ValueError(f"measure: images must be real numbers, got dtype {images.dtype}")
+    images = _check_images(images, "measure")
     n, h, w, c = images.shape
     if n == 0 or h == 0 or w == 0:
         raise ValueError(f"measure: empty image batch, shape {images.shape}")

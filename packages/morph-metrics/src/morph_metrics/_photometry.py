@@ -25,12 +25,26 @@ PHOTOMETRY_RANGES: dict[str, tuple[float, float]] = {"mag": (15.0, 30.0), "colou
 _POGSON = 2.5 / np.log(10.0)  # 1.0857...
 
 
-def _check_images(images: np.ndarray) -> np.ndarray:
+def _check_images(images: np.ndarray, where: str = "images") -> np.ndarray:
+    """``images`` as an ``(N, H, W, C)`` array of real numbers (``(N, H, W)`` gains ``C = 1``).
+
+    The one check of every entry point that takes stamps: wrong ndim, a non-numeric dtype and a
+    channels-first ``(N, C, H, W)`` batch (fewer rows than channels, e.g. ``(N, 5, 64, 64)``)
+    raise a ``ValueError`` naming ``where`` and the shape.
+    """
     x = np.asarray(images)
     if x.ndim == 3:
         x = x[..., None]
     if x.ndim != 4:
-        raise ValueError(f"images must be (N, H, W, C) or (N, H, W), got shape {x.shape}")
+        raise ValueError(f"{where}: images must be (N, H, W, C) or (N, H, W), got shape {x.shape}")
+    if not np.issubdtype(x.dtype, np.number) or np.iscomplexobj(x):
+        raise ValueError(f"{where}: images must be real numbers, got dtype {x.dtype}")
+    n, h, w, c = x.shape
+    if h < c and h <= 16:
+        raise ValueError(
+            f"{where}: images of shape {x.shape} look channels-first (N, C, H, W); pass "
+            f"channels-last (N, H, W, C), e.g. images.transpose(0, 2, 3, 1)"
+        )
     return x
 
 
@@ -60,7 +74,7 @@ def aperture_flux(
     ``radius`` in pixels; ``center`` ``(x, y)`` px, default the stamp centre. Non-finite pixels
     make that galaxy's band NaN.
     """
-    x = _check_images(images)
+    x = _check_images(images, "aperture_flux")
     w = aperture_weights(x.shape[1:3], radius, center)
     return np.einsum("nhwc,hw->nc", x.astype(np.float64, copy=False), w)
 
@@ -119,7 +133,7 @@ def photometry(
     adjacent colours ``"<a>-<b>"`` (mag). Use the same ``radius`` and ``softening`` for every set
     you compare (e.g. ``softening_from_sky`` of the real stamps' sky σ).
     """
-    x = _check_images(images)
+    x = _check_images(images, "photometry")
     if x.shape[-1] != len(bands):
         raise ValueError(f"images have {x.shape[-1]} bands but bands={tuple(bands)}")
     flux = aperture_flux(x, radius, center)
