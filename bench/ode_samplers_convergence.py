@@ -13,13 +13,8 @@ import jax
 jax.config.update("jax_enable_x64", True)
 
 import jax.numpy as jnp  # noqa: E402
-from ode_samplers import (  # noqa: E402
-    FlowSchedule,
-    GaussianData,
-    GaussianMixture1D,
-    VPSchedule,
-    error_vs_nfe,
-)
+from ode_samplers import FlowSchedule, VPSchedule  # noqa: E402
+from ode_samplers.testing import GaussianData, GaussianMixture1D, error_vs_nfe  # noqa: E402
 
 NFES = (10, 20, 40, 80)
 METHODS = [

@@ -3,7 +3,8 @@
 import jax
 import jax.numpy as jnp
 import pytest
-from ode_samplers import FlowSchedule, GaussianData, GaussianMixture1D, VPSchedule, error_vs_nfe
+from ode_samplers import FlowSchedule, VPSchedule
+from ode_samplers.testing import GaussianData, GaussianMixture1D, error_vs_nfe
 
 NFES = (10, 20, 40, 80)
 # (method, kwargs, minimum fitted slope of log(error) vs log(NFE), spacing)

@@ -2,16 +2,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from ode_samplers import (
-    METHODS,
-    FlowSchedule,
-    GaussianData,
-    GaussianMixture1D,
-    VPSchedule,
-    guided,
-    sample,
-)
+from ode_samplers import METHODS, FlowSchedule, VPSchedule, guided, sample
 from ode_samplers import nfe as nfe_of
+from ode_samplers.testing import GaussianData, GaussianMixture1D
 
 SCHED = VPSchedule.linear()
 KEY = jax.random.key(0)

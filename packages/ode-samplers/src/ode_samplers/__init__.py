@@ -4,10 +4,12 @@
     sched = VPSchedule.linear(beta_start=1e-4, beta_end=0.02, num_train_steps=1000)
     x0 = sample(model_fn, noise, schedule=sched, method="dpmpp_2m", num_steps=30)
 
-Time t in [0, 1]: t = 0 data, t = 1 noise; a discrete timestep n is t = (n + 1) / N.
+Time t in [0, 1]: t = 0 data, t = 1 noise; a discrete timestep n is t = (n + 1) / N. Any object
+with the members of the `Schedule` protocol works as a schedule. Exact-score test problems:
+`ode_samplers.testing`.
 """
 
-from ._exact import GaussianData, GaussianMixture1D, error_vs_nfe
+from ._custom_types import ModelFn, Schedule
 from ._grid import SPACINGS, time_grid
 from ._guidance import guided
 from ._samplers import METHODS, PREDICTIONS, nfe, sample
@@ -20,10 +22,9 @@ __all__ = [
     "PREDICTIONS",
     "SPACINGS",
     "FlowSchedule",
-    "GaussianData",
-    "GaussianMixture1D",
+    "ModelFn",
+    "Schedule",
     "VPSchedule",
-    "error_vs_nfe",
     "guided",
     "nfe",
     "sample",

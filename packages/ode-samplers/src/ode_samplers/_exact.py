@@ -1,6 +1,7 @@
 """Exact-score problems: data distributions with closed-form predictions and PF-ODE solutions.
 
-Used by the tests and benchmarks; handy to check a custom sampler or schedule. Each exposes
+Public as `ode_samplers.testing` (used by the tests and benchmarks; handy to check a custom
+sampler, schedule or model_fn). Each exposes
 `model_fn(schedule, prediction)` -> model_fn(x, t) (the exact prediction) and
 `ode_solution(x, t_from, t_to, schedule)` (the exact probability-flow map).
 """
@@ -11,7 +12,7 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import ndtr
 
-Array = jax.Array
+from ._custom_types import Array
 
 
 def _prediction(schedule, prediction, x, t, x0):

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._custom_types import Schedule, _check_schedule
+
 SPACINGS = ("time_uniform", "log_snr", "quadratic", "trailing", "leading")
 
 
 def time_grid(
-    schedule,
+    schedule: Schedule,
     num_steps: int,
     spacing: str = "time_uniform",
     t_max: float | None = None,
@@ -28,13 +30,14 @@ def time_grid(
     (n_k = round(N - k N/K) - 1) and 'leading' (n_k = (K - 1 - k) * (N // K)), which always end
     with a final denoise to t = 0 and ignore t_max / t_min.
     """
+    _check_schedule(schedule, "time_grid")
     if int(num_steps) != num_steps or num_steps < 1:
         raise ValueError(f"time_grid: num_steps must be a positive integer, got {num_steps!r}")
     k = int(num_steps)
     if spacing not in SPACINGS:
         raise ValueError(f"time_grid: unknown spacing={spacing!r}; choose one of {SPACINGS}")
     if spacing in ("trailing", "leading"):
-        n_train = getattr(schedule, "num_train_steps", None)
+        n_train = schedule.num_train_steps
         if n_train is None:
             raise ValueError(
                 f"time_grid: spacing={spacing!r} needs a discrete schedule with num_train_steps "
@@ -68,7 +71,7 @@ def time_grid(
                 f"time_grid: spacing='log_snr' needs finite log-SNR at t_max={t_max} and "
                 f"t_min={t_min} for {schedule!r}; pick t_max < 1 / t_min > 0 or another spacing"
             )
-        t = np.array(schedule._t_from_log_snr(lam_ends[0] + (lam_ends[1] - lam_ends[0]) * u, np))
+        t = np.array(schedule.t_from_log_snr_numpy(lam_ends[0] + (lam_ends[1] - lam_ends[0]) * u))
         t[0] = t_max
         t[-1] = t_min if n_pts > 1 else t_max
     if append_zero:

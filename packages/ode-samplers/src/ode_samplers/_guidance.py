@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-import jax
-
-Array = jax.Array
+from ._custom_types import Array, ModelFn
 
 
 def guided(
-    model_fn_cond: Callable[[Array, Array], Array],
-    model_fn_uncond: Callable[[Array, Array], Array],
+    model_fn_cond: ModelFn,
+    model_fn_uncond: ModelFn,
     scale: float | Array,
-) -> Callable[[Array, Array], Array]:
+) -> ModelFn:
     """Classifier-free guidance: returns model_fn(x, t) = uncond + scale * (cond - uncond).
 
     Works with every method and prediction type (the combination is linear, so it is the same in

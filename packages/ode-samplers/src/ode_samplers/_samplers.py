@@ -7,16 +7,12 @@ the model, so `schedule.alpha(t)`, `schedule.sigma(t)` on the model's t reproduc
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._custom_types import Array, ModelFn, Schedule, _check_schedule
 from ._grid import time_grid
-
-Array = jax.Array
-ModelFn = Callable[[Array, Array], Array]
 
 METHODS = ("ddpm", "ddim", "dpmpp_2m", "dpmpp_2s", "deis", "euler", "heun")
 PREDICTIONS = ("eps", "x0", "v", "flow")
@@ -67,7 +63,7 @@ def sample(
     model_fn: ModelFn,
     noise: Array,
     *,
-    schedule,
+    schedule: Schedule,
     method: str,
     num_steps: int,
     prediction: str = "eps",
@@ -109,6 +105,7 @@ def sample(
     methods and 2 * num_steps (- 1 when the last step goes to t = 0) for 'heun'/'dpmpp_2s';
     `return_nfe=True` returns (x, nfe). Jit-able (the loop is one `lax.scan`) and vmappable.
     """
+    _check_schedule(schedule, "sample")
     if method not in METHODS:
         raise ValueError(f"sample: unknown method={method!r}; choose one of {METHODS}")
     if prediction not in PREDICTIONS:
@@ -138,7 +135,7 @@ def sample(
     dtype = noise.dtype if noise.dtype in (jnp.float32, jnp.float64) else jnp.dtype(jnp.float32)
 
     if spacing is None:
-        uniform = method == "ddpm" or getattr(schedule, "ode_space", "rho") == "t"
+        uniform = method == "ddpm" or schedule.ode_space == "t"
         spacing = "time_uniform" if uniform else "quadratic"
     grid = time_grid(schedule, num_steps, spacing, t_max, t_min, final_denoise)
     p = _Points(schedule, grid, dtype)
@@ -169,7 +166,7 @@ def sample(
 
     x = noise.astype(dtype)
     if n_reg > 0:
-        opts = {"eta": eta, "space_t": getattr(schedule, "ode_space", "rho") == "t"}
+        opts = {"eta": eta, "space_t": schedule.ode_space == "t"}
         body, carry = _BODIES[method](evaluate, x, opts)
         if stochastic:
             xs["key"] = jax.random.split(key, n_reg)
@@ -216,7 +213,7 @@ def _coefficients(schedule, method, p, n, dtype, eta, variance, order, r):
         _check_finite("log-SNR", p.lam[: n + 1], method, "log-SNR")
         h = p.lam[i1] - p.lam[i0]
         lam_mid = p.lam[i0] + r * h
-        grid_mid = schedule._t_from_log_snr(lam_mid, np)
+        grid_mid = schedule.t_from_log_snr_numpy(lam_mid)
         m = _Points(schedule, grid_mid, dtype)
         with np.errstate(divide="ignore", invalid="ignore"):
             r_actual = (m.lam - p.lam[i0]) / h

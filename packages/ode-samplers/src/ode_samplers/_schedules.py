@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import math
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
-Array = jax.Array
+from ._custom_types import Array
 
 
 def _as_time(t) -> Array:
@@ -24,8 +23,11 @@ def _as_time(t) -> Array:
 
 
 class _Schedule:
-    """Common interface. Subclasses implement `_log_snr`, `_t_from_log_snr`, `_dlog_snr_dt` for
-    an array namespace `xp` (jax.numpy for the public methods, NumPy float64 for sampler grids)."""
+    """Shared code of the built-in schedules (satisfies the public `Schedule` protocol).
+
+    Subclasses implement `_log_snr`, `_t_from_log_snr`, `_dlog_snr_dt` for an array namespace
+    `xp` (jax.numpy for the public methods, NumPy float64 for `numpy` / `t_from_log_snr_numpy`).
+    """
 
     #: variable in which 'euler'/'heun' integrate: 'rho' (x/alpha vs sigma/alpha) or 't'.
     ode_space: str = "rho"
@@ -71,6 +73,10 @@ class _Schedule:
         ad, sd = self._alpha_sigma_dot(t, np)
         return {"alpha": a, "sigma": s, "log_snr": self._log_snr(t, np), "alpha_dot": ad,
                 "sigma_dot": sd}  # fmt: skip
+
+    def t_from_log_snr_numpy(self, lam) -> np.ndarray:
+        """Inverse of `log_snr` in float64 NumPy (what the samplers call on the host)."""
+        return self._t_from_log_snr(np.asarray(lam, np.float64), np)
 
 
 class VPSchedule(_Schedule):
