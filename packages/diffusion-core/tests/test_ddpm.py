@@ -15,6 +15,7 @@ from diffusion_core import (
     ddpm_model_fn,
     ddpm_schedule,
     ddpm_train_config,
+    huber_loss,
     smooth_redshift,
     train,
 )
@@ -101,28 +102,46 @@ def test_cosine_lr_decays_to_zero_after_warmup():
         TrainConfig(steps=1, batch_size=1, lr_decay="linear")
 
 
-def _huber_expectation(c: float) -> float:
-    """E[smooth_l1(c - ε)], ε ~ N(0, 1), by quadrature."""
+def _huber_expectation(c: float, d: float = 1.0) -> float:
+    """E[h_d(c - ε)], ε ~ N(0, 1), by quadrature (h_1 = PyTorch's smooth_l1)."""
     e = np.linspace(-12, 12, 200_001)
     a = np.abs(c - e)
-    h = np.where(a < 1, 0.5 * a**2, a - 0.5)
+    h = np.where(a < d, 0.5 * a**2, d * (a - 0.5 * d))
     return float(np.trapezoid(h * np.exp(-(e**2) / 2) / math.sqrt(2 * np.pi), e))
 
 
-@pytest.mark.parametrize("loss", ["huber", "l2"])
-def test_huber_vs_l2_closed_form(loss):
-    """Model outputs the constant c: L2 -> c² + 1, Huber(β=1) -> E[smooth_l1(c - ε)]."""
+@pytest.mark.parametrize(
+    "loss,delta", [("huber", 1.0), ("huber", 0.4), ("huber", 2.5), ("l2", 1.0)]
+)
+def test_huber_vs_l2_closed_form(loss, delta):
+    """Model outputs the constant c: L2 -> c² + 1, Huber(δ) -> E[h_δ(c - ε)]."""
     c = 3.0
 
     def const(params, x, t, z=None, drop=None):
         return jnp.full_like(x, params)
 
-    fn = jax.jit(ddpm_loss(const, SCHED, DDPMConfig(loss=loss)))
+    fn = jax.jit(ddpm_loss(const, SCHED, DDPMConfig(loss=loss, huber_delta=delta)))
     val, m = fn(jnp.float32(c), _batch(b=512), jax.random.key(0))
-    want = c**2 + 1 if loss == "l2" else _huber_expectation(c)
+    want = c**2 + 1 if loss == "l2" else _huber_expectation(c, delta)
     np.testing.assert_allclose(float(val), want, rtol=0.03)
     np.testing.assert_allclose(float(m["mse"]), c**2 + 1, rtol=0.03)
     assert abs(_huber_expectation(c) - (c**2 + 1)) > 5  # the two really differ
+
+
+@pytest.mark.parametrize("delta", [0.1, 1.0, 3.0])
+def test_huber_loss_is_optax_huber_and_delta_times_torch_smooth_l1(delta):
+    """The one Huber: equal to optax.huber_loss (independent implementation) and to
+    δ · smooth_l1(β=δ) (PyTorch's formula, written here in NumPy), elementwise, any δ."""
+    import optax
+
+    err = np.random.default_rng(1).normal(0, 2 * delta, (4, 6, 6, 5)).astype(np.float32)
+    got = np.asarray(huber_loss(jnp.asarray(err), delta))
+    assert got.shape == err.shape
+    np.testing.assert_allclose(got, np.asarray(optax.huber_loss(err, delta=delta)), rtol=1e-6)
+    a = np.abs(err)
+    smooth_l1 = np.where(a < delta, 0.5 * a**2 / delta, a - 0.5 * delta)
+    np.testing.assert_allclose(got, delta * smooth_l1, rtol=1e-5, atol=1e-7)
+    assert (a > delta).any() and (a < delta).any()  # both branches exercised
 
 
 def test_label_smoothing_and_dropout_reach_the_model():

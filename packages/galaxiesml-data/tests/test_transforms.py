@@ -11,7 +11,6 @@ from galaxiesml_data import (
     MinMaxScale,
     open_split,
     sky_sigma,
-    smooth_redshift,
     transform_from_dict,
 )
 
@@ -76,18 +75,3 @@ def test_arcsinh_scales_track_sky_noise_and_quantile(synth32):
         ArcsinhStretch([1, 2, 3])
     with pytest.raises(ValueError, match="unknown transform kind"):
         transform_from_dict({"kind": "log"})
-
-
-def test_smooth_redshift_statistics():
-    rng = np.random.default_rng(0)
-    z = np.full(200_000, 1.5, np.float32)
-    s = smooth_redshift(z, 0.1, rng)
-    assert s.dtype == np.float32
-    assert abs(s.mean() - 1.5) < 3 * 0.1 / np.sqrt(z.size)
-    assert abs(s.std() - 0.1) < 0.002
-    edge = smooth_redshift(np.array([0.0, 4.0] * 5000, np.float32), 0.5, rng)
-    assert edge.min() == 0.0 and edge.max() == 4.0
-    assert (edge[0::2] == 0).mean() == pytest.approx(0.5, abs=0.03)  # half the draws fall below 0
-    np.testing.assert_array_equal(smooth_redshift(z[:5], 0.0, rng), z[:5])
-    a = smooth_redshift(z[:10], 0.01, np.random.default_rng(7))
-    np.testing.assert_array_equal(a, smooth_redshift(z[:10], 0.01, np.random.default_rng(7)))

@@ -109,3 +109,17 @@ def test_official_variant_draws_like_the_public_code():
         not PMFConfig().use_adaptive
         and not PMFConfig(variant="official", adaptive=False).use_adaptive
     )
+
+
+@pytest.mark.parametrize("delta", [0.2, 1.0, 4.0])
+def test_pmf_and_ddpm_huber_agree_for_any_delta(delta):
+    """One Huber for both objectives: on the same errors, pMF's per-example loss is the sum over
+    pixels of the DDPM's per-element loss, for any δ (a second, different copy would break it)."""
+    from diffusion_core import DDPMConfig
+    from diffusion_core._ddpm import _per_element
+    from meanflow._objective import _per_example
+
+    err = jnp.asarray(np.random.default_rng(0).normal(0, 2 * delta, (3, 5, 5, 2)), jnp.float32)
+    pmf = _per_example(err, PMFConfig(loss="huber", huber_delta=delta))
+    ddpm = _per_element(err, DDPMConfig(loss="huber", huber_delta=delta)).sum(axis=(1, 2, 3))
+    np.testing.assert_allclose(np.asarray(pmf), np.asarray(ddpm), rtol=1e-6)

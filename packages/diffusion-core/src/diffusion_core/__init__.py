@@ -6,6 +6,7 @@ parameters into the ``model_fn(x, t)`` that `ode_samplers.sample` takes.
 """
 
 from ._config import DictConfig, TrainConfig
+from ._custom_types import ApplyFn, Array, BatchesFn, LossFn
 from ._ddpm import (
     DDPMConfig,
     baseline_stats,
@@ -28,11 +29,18 @@ from ._engine import (
     make_optimizer,
     train,
 )
-from ._redshift import check_redshift
+from ._losses import huber_loss
+from ._redshift import REDSHIFT_DOMAIN, check_redshift
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "REDSHIFT_DOMAIN",
+    "ApplyFn",
+    "Array",
+    "BatchesFn",
+    "LossFn",
+    "huber_loss",
     "baseline_stats",
     "check_redshift",
     "CONFIG_FILE",

@@ -33,6 +33,10 @@ class DictConfig:
             )
         return cls(**d)
 
+    def _invalid(self, name: str, why: str) -> ValueError:
+        """The one invalid-field error of every config: ``Class.name=value: why``."""
+        return ValueError(f"{type(self).__name__}.{name}={getattr(self, name)!r}: {why}")
+
     def replace(self, **changes: Any) -> Self:
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)  # type: ignore[type-var]
@@ -85,8 +89,7 @@ class TrainConfig(DictConfig):
     progress: bool = True
 
     def __post_init__(self) -> None:
-        def bad(name: str, why: str) -> ValueError:
-            return ValueError(f"TrainConfig.{name}={getattr(self, name)!r}: {why}")
+        bad = self._invalid
 
         for name in ("steps", "batch_size", "checkpoint_every", "log_every"):
             if int(getattr(self, name)) < 1:

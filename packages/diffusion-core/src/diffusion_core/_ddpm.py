@@ -11,13 +11,10 @@ import jax.numpy as jnp
 from ode_samplers import VPSchedule, guided
 
 from ._config import DictConfig, TrainConfig
-from ._redshift import check_redshift
+from ._custom_types import ApplyFn, Array, LossFn
+from ._losses import huber_loss
+from ._redshift import REDSHIFT_DOMAIN, check_redshift
 
-Array = jax.Array
-#: ``apply(params, x, t, r=None, w=None, z=None, drop=None) -> (B, H, W, C)`` (gen-backbones).
-ApplyFn = Callable[..., Array]
-
-Z_MIN, Z_MAX = 0.0, 4.0
 _LOSSES = ("huber", "l2")
 _PREDICTIONS = ("eps", "v")
 _BASELINES = ("none", "gaussian")
@@ -28,9 +25,11 @@ class DDPMConfig(DictConfig):
     """DDPM objective settings (defaults: the study's DDPM, thesis Table A.2).
 
     Attributes:
-        loss: "huber" (smooth-L1, PyTorch ``smooth_l1_loss``) or "l2" (mean squared error) on
-            the ε prediction, averaged over every pixel of the batch.
-        huber_delta: Huber transition point β (1.0 in the study).
+        loss: "huber" (:func:`huber_loss` with ``huber_delta``) or "l2" (squared error) of the
+            prediction, averaged over every pixel of the batch.
+        huber_delta: Huber transition point δ (1.0 in the study, where :func:`huber_loss` is
+            PyTorch's ``smooth_l1_loss(beta=1)``, the baseline code's loss; for δ ≠ 1 it is
+            δ × ``smooth_l1_loss(beta=δ)``, the same Huber as ``meanflow.PMFConfig``).
         label_smoothing: σ of the Gaussian redshift jitter applied inside the loss (0 = off);
             the baseline code uses 0.01. Don't also smooth in the data loader.
         dropout: probability of dropping the redshift (learned null embedding) per example, for
@@ -54,20 +53,19 @@ class DDPMConfig(DictConfig):
     baseline: Literal["none", "gaussian"] = "none"
 
     def __post_init__(self) -> None:
+        bad = self._invalid
         if self.loss not in _LOSSES:
-            raise ValueError(f"DDPMConfig.loss={self.loss!r}: must be one of {_LOSSES}")
+            raise bad("loss", f"must be one of {_LOSSES}")
         if self.huber_delta <= 0:
-            raise ValueError(f"DDPMConfig.huber_delta={self.huber_delta!r}: must be > 0")
+            raise bad("huber_delta", "must be > 0")
         if self.label_smoothing < 0:
-            raise ValueError(f"DDPMConfig.label_smoothing={self.label_smoothing!r}: must be >= 0")
+            raise bad("label_smoothing", "must be >= 0")
         if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"DDPMConfig.dropout={self.dropout!r}: must be in [0, 1)")
+            raise bad("dropout", "must be in [0, 1)")
         if self.prediction not in _PREDICTIONS:
-            raise ValueError(
-                f"DDPMConfig.prediction={self.prediction!r}: must be one of {_PREDICTIONS}"
-            )
+            raise bad("prediction", f"must be one of {_PREDICTIONS}")
         if self.baseline not in _BASELINES:
-            raise ValueError(f"DDPMConfig.baseline={self.baseline!r}: must be one of {_BASELINES}")
+            raise bad("baseline", f"must be one of {_BASELINES}")
 
 
 def ddpm_schedule() -> VPSchedule:
@@ -95,22 +93,20 @@ def ddpm_train_config(steps: int, batch_size: int = 128, **overrides: Any) -> Tr
 
 
 def smooth_redshift(key: Array, z: Array, sigma: float) -> Array:
-    """Redshift label smoothing in JAX: ``clip(z + sigma * N(0, 1), 0, 4)``; ``z`` (B,) float32.
+    """Redshift label smoothing in JAX: ``clip(z + sigma * N(0, 1), *REDSHIFT_DOMAIN)``; ``z`` (B,)
+    float32. The one label smoothing of galgen: both objectives call it, the loader never smooths.
 
     ``sigma == 0`` returns ``z`` unchanged (no random draw).
     """
     z = jnp.asarray(z, jnp.float32)
     if sigma == 0:
         return z
-    return jnp.clip(z + sigma * jax.random.normal(key, z.shape, z.dtype), Z_MIN, Z_MAX)
+    return jnp.clip(z + sigma * jax.random.normal(key, z.shape, z.dtype), *REDSHIFT_DOMAIN)
 
 
 def _per_element(err: Array, config: DDPMConfig) -> Array:
-    if config.loss == "l2":
-        return err**2
-    d = config.huber_delta  # PyTorch smooth_l1_loss(beta=d)
-    a = jnp.abs(err)
-    return jnp.where(a < d, 0.5 * err**2 / d, a - 0.5 * d)
+    """The loss of each element of ``err`` (same shape); :func:`ddpm_loss` averages it."""
+    return huber_loss(err, config.huber_delta) if config.loss == "huber" else err**2
 
 
 def baseline_stats(
@@ -169,12 +165,13 @@ def ddpm_loss(
     config: DDPMConfig | None = None,
     *,
     stats: tuple[Any, Any] | None = None,
-):
+) -> LossFn:
     """The DDPM objective (ε- or v-prediction) as an engine ``loss_fn(params, batch, key)``.
 
     Per example: a timestep n ~ U{0..N-1} (t = (n + 1) / N), ε ~ N(0, I),
     x_t = α(t) x0 + σ(t) ε (α, σ from ``schedule``), redshift smoothed by `smooth_redshift` and
-    dropped with probability ``config.dropout``; loss = mean over pixels of Huber or L2 of
+    dropped with probability ``config.dropout``; loss = mean over pixels of
+    :func:`huber_loss` (δ = ``config.huber_delta``) or the square of
     ``apply(params, x_t, t, z=z, drop=drop) - target``, target ε (``prediction="eps"``) or
     ``α ε − σ x0`` (``"v"``).
 

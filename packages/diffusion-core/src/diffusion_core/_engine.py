@@ -9,7 +9,7 @@ import json
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,9 +22,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from . import _checkpoint
 from ._config import TrainConfig
-
-LossFn = Callable[[Any, Mapping[str, jax.Array], jax.Array], tuple[jax.Array, Mapping[str, Any]]]
-BatchesFn = Callable[[int], Iterable[Mapping[str, Any]]]
+from ._custom_types import BatchesFn, LossFn
 
 CONFIG_FILE = "train_config.json"
 METRICS_FILE = "metrics.jsonl"

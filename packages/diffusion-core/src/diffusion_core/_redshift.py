@@ -1,4 +1,5 @@
-"""The one check of conditioning redshifts that every sampling entry point shares."""
+"""The redshift domain of every galgen model and the one check of conditioning redshifts that
+every sampling entry point shares."""
 
 from __future__ import annotations
 
@@ -7,7 +8,12 @@ from typing import Any
 import jax
 import numpy as np
 
-__all__ = ["check_redshift"]
+__all__ = ["REDSHIFT_DOMAIN", "check_redshift"]
+
+#: ``(low, high)`` of the conditioning redshift every model is trained and sampled on: GalaxiesML's
+#: spectroscopic range. Label smoothing clips to it; ``galaxiesml_data.REDSHIFT_RANGE`` (what a data
+#: file may hold) equals it (tested in galgen, which uses both).
+REDSHIFT_DOMAIN: tuple[float, float] = (0.0, 4.0)
 
 
 def check_redshift(redshift: Any, where: str, *, high: float | None = None) -> None:

@@ -25,7 +25,6 @@ from ._transforms import (
     ArcsinhStretch,
     MinMaxScale,
     sample_images,
-    smooth_redshift,
     transform_from_dict,
 )
 
@@ -57,7 +56,6 @@ __all__ = [
     "open_split",
     "sample_images",
     "sky_sigma",
-    "smooth_redshift",
     "synthesize",
     "transform_from_dict",
     "validate",

@@ -11,7 +11,6 @@ import numpy as np
 
 from ._dataset import Dataset, _image_error, _nonfinite_rows, _redshift_error, open_split
 from ._schema import GalaxiesMLFormatError
-from ._transforms import smooth_redshift
 
 __all__ = ["batches", "batches_per_epoch", "epoch_permutation"]
 
@@ -38,7 +37,6 @@ def _make_batch(
     seed: int,
     shuffle: bool,
     transform: Callable[[np.ndarray], np.ndarray] | None,
-    label_smoothing: float,
     perm_cache: dict[int, np.ndarray],
 ) -> Batch:
     epoch, pos = divmod(g, nb)
@@ -52,8 +50,6 @@ def _make_batch(
     msg = _redshift_error(ds.path, z, idx) or _image_error(ds.path, idx[_nonfinite_rows(image)])
     if msg is not None:
         raise GalaxiesMLFormatError(f"{msg} (batch {g})")
-    if label_smoothing > 0:
-        z = smooth_redshift(z, label_smoothing, np.random.default_rng([int(seed), 1, int(g)]))
     if transform is not None:
         image = np.asarray(transform(image), dtype=np.float32)
     return {"image": image, "redshift": np.asarray(z, dtype=np.float32)}
@@ -68,7 +64,6 @@ def batches(
     drop_last: bool = True,
     start: int = 0,
     transform: object | None = None,
-    label_smoothing: float = 0.0,
     prefetch: int = 2,
     epochs: int | None = None,
     threads: int = 1,
@@ -83,13 +78,12 @@ def batches(
     Args:
         dataset: a :class:`Dataset` or a path to open.
         batch_size: B.
-        seed: shuffling and label-smoothing seed.
+        seed: shuffling seed.
         shuffle: if False, every epoch is in file order.
         drop_last: drop the final short batch of an epoch (else it is yielded with fewer rows).
         start: global batch index (across epochs) to begin at.
         transform: applied to each image batch: an object with ``.forward`` (e.g.
             :class:`ArcsinhStretch`) or a callable ``(B,H,W,5) -> (B,H,W,5)``.
-        label_smoothing: σ of the Gaussian redshift jitter (0 = off); clamped to [0, 4].
         prefetch: batches prepared ahead by background threads (0 = synchronous, in the caller).
         epochs: stop after this many epochs in total (counting from global batch 0); None = forever.
         threads: background threads preparing batches (results are identical for any count).
@@ -108,26 +102,24 @@ def batches(
         )
     if start < 0:
         raise ValueError(f"start must be >= 0, got {start}")
-    if label_smoothing < 0:
-        raise ValueError(f"label_smoothing must be >= 0, got {label_smoothing}")
     fn = getattr(transform, "forward", transform)
     if fn is not None and not callable(fn):
         raise TypeError(
             f"transform must have .forward or be callable, got {type(transform).__name__}"
         )
     stop = None if epochs is None else int(epochs) * nb
-    args = (ds, nb, batch_size, seed, shuffle, fn, label_smoothing)
+    args = (ds, nb, batch_size, seed, shuffle, fn)
     if prefetch <= 0:
         return _sync_iter(start, stop, args)
     return _prefetch_iter(start, stop, args, prefetch, max(1, int(threads)))
 
 
 def _sync_iter(start: int, stop: int | None, args: tuple, step: int = 1) -> Iterator[Batch]:
-    ds, nb, bs, seed, shuffle, fn, ls = args
+    ds, nb, bs, seed, shuffle, fn = args
     cache: dict[int, np.ndarray] = {}
     g = start
     while stop is None or g < stop:
-        yield _make_batch(ds, g, nb, bs, seed, shuffle, fn, ls, cache)
+        yield _make_batch(ds, g, nb, bs, seed, shuffle, fn, cache)
         g += step
 
 

@@ -1,4 +1,4 @@
-"""Invertible per-band intensity transforms and redshift label smoothing."""
+"""Invertible per-band intensity transforms."""
 
 from __future__ import annotations
 
@@ -6,12 +6,11 @@ from typing import Any
 
 import numpy as np
 
-from ._schema import BANDS, REDSHIFT_RANGE
+from ._schema import BANDS
 
 __all__ = [
     "ArcsinhStretch",
     "MinMaxScale",
-    "smooth_redshift",
     "transform_from_dict",
     "sample_images",
 ]
@@ -203,16 +202,3 @@ def transform_from_dict(d: dict[str, Any]) -> ArcsinhStretch | MinMaxScale:
     if kind not in _KINDS:
         raise ValueError(f"unknown transform kind {kind!r}; expected one of {sorted(_KINDS)}")
     return _KINDS[kind].from_dict(d)
-
-
-def smooth_redshift(z: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
-    """Label smoothing: ``z + N(0, sigma²)`` clipped to ``REDSHIFT_RANGE``, as float32 (``sigma=0`` returns ``z``).
-
-    The baseline code uses sigma 0.01; the thesis reports 0.1 as best. Use it for training only.
-    """
-    z = np.asarray(z, dtype=np.float32)
-    if sigma < 0:
-        raise ValueError(f"label smoothing sigma must be >= 0, got {sigma}")
-    if sigma == 0:
-        return z.copy()
-    return np.clip(z + rng.normal(0.0, sigma, size=z.shape), *REDSHIFT_RANGE).astype(np.float32)

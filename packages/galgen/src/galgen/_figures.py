@@ -42,10 +42,13 @@ def histograms(ref: dict, gens: dict[str, dict], stats, path: Path) -> None:
     _save(fig, path)
 
 
-def binned_means(ref: dict, gens: dict[str, dict], stats, path: Path, n_bins: int = 8) -> None:
-    """Mean of each statistic in redshift bins on [0, 4] with standard errors."""
+def binned_means(ref: dict, gens: dict[str, dict], stats, path: Path, edges=None) -> None:
+    """Mean of each statistic in redshift bins (default: the BCD's, ``morph_metrics.BCD_EDGES``)
+    with standard errors."""
+    import morph_metrics as mm
+
     plt = _plt()
-    edges = np.linspace(0, 4, n_bins + 1)
+    edges = mm.BCD_EDGES if edges is None else np.asarray(edges)
     centers = 0.5 * (edges[1:] + edges[:-1])
     fig, axes = plt.subplots(1, len(stats), figsize=(4 * len(stats), 3.2))
     for ax, s in zip(np.atleast_1d(axes), stats):
@@ -85,11 +88,14 @@ def sample_grid(
     gens: dict[str, Path],
     path: Path,
     per_bin: int = 1,
-    z_edges=(0.0, 0.5, 1.0, 2.0, 4.0),
+    z_edges=None,
 ) -> None:
-    """Rows: real and each method; columns: redshift bins. g-r-i composite, arcsinh stretch."""
+    """Rows: real and each method; columns: redshift bins (default: the colour bins,
+    ``morph_metrics.COLOUR_Z_EDGES``). g-r-i composite, arcsinh stretch."""
+    import morph_metrics as mm
     from galaxiesml_data import open_split
 
+    z_edges = mm.COLOUR_Z_EDGES if z_edges is None else np.asarray(z_edges)
     plt = _plt()
     sets = {"real": real, **gens}
     n_cols = len(z_edges) - 1
@@ -107,7 +113,7 @@ def sample_grid(
             if sel.size:
                 ax.imshow(_rgb(np.asarray(ds.images[int(sel[0])])))
             if r == 0:
-                ax.set_title(f"{z_edges[c]}≤z<{z_edges[c + 1]}", fontsize=7)
+                ax.set_title(f"{z_edges[c]:g}≤z<{z_edges[c + 1]:g}", fontsize=7)
             if c == 0:
                 ax.set_ylabel(name, fontsize=7)
     _save(fig, path)
@@ -136,7 +142,7 @@ def colour_redshift(ref: dict, gens: dict[str, dict], colours, path: Path, edges
     import morph_metrics as mm
 
     plt = _plt()
-    edges = np.linspace(0, 4, 9) if edges is None else np.asarray(edges)
+    edges = mm.BCD_EDGES if edges is None else np.asarray(edges)
     centers = 0.5 * (edges[1:] + edges[:-1])
     fig, axes = plt.subplots(1, len(colours), figsize=(3.6 * len(colours), 3.2), squeeze=False)
     for ax, c in zip(axes[0], colours):

@@ -18,11 +18,24 @@ from typing import Any
 
 _DATA = {"transform": "arcsinh"}
 
+#: The study's optimisation setting (thesis Table A.1, the baseline code's AdamW), for the DDPM and
+#: every pMF paper preset: the values of ``diffusion_core.ddpm_train_config`` (a literal here, as
+#: ``import galgen`` loads no jax; galgen's test_conventions.py asserts the two are equal).
+_STUDY_TRAIN = {
+    "lr": 5e-5,
+    "lr_decay": "none",
+    "warmup_steps": 0,
+    "optimizer": "adamw",
+    "weight_decay": 0.01,
+    "grad_clip": None,
+    "ema_decay": 0.995,
+}
+
 _DDPM_PAPER = {
     "model": "ddpm",
     "backbone": {"preset": "ddpm-paper"},
     "objective": {"loss": "huber", "label_smoothing": 0.01, "dropout": 0.0},
-    "train": {"steps": 200_000, "batch_size": 128, "lr": 5e-5, "ema_decay": 0.995},
+    "train": {"steps": 200_000, "batch_size": 128, **_STUDY_TRAIN},
     "data": dict(_DATA),
 }
 
@@ -41,7 +54,7 @@ def _pmf(backbone: str, loss: str, smoothing: float, steps: int, batch: int) -> 
         "model": "pmf",
         "backbone": {"preset": backbone},
         "objective": {"loss": loss, "label_smoothing": smoothing},
-        "train": {"steps": steps, "batch_size": batch, "lr": 5e-5, "ema_decay": 0.995},
+        "train": {"steps": steps, "batch_size": batch, **_STUDY_TRAIN},
         "data": dict(_DATA),
     }
 

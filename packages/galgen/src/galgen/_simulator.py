@@ -104,8 +104,7 @@ class Galaxies:
 
 
 def _check_redshift(redshift: Any) -> np.ndarray:
-    from diffusion_core import check_redshift
-    from galaxiesml_data import REDSHIFT_RANGE
+    from diffusion_core import REDSHIFT_DOMAIN, check_redshift
 
     try:
         z = np.asarray(redshift, np.float64).reshape(-1)
@@ -114,7 +113,7 @@ def _check_redshift(redshift: Any) -> np.ndarray:
     if z.size == 0:
         raise GalgenError("redshift: no redshifts given (need at least one)")
     try:
-        check_redshift(z, "sample", high=REDSHIFT_RANGE[1])
+        check_redshift(z, "sample", high=REDSHIFT_DOMAIN[1])
     except ValueError as exc:
         raise GalgenError(str(exc)) from None
     return z.astype(np.float32)

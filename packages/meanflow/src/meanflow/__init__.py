@@ -17,7 +17,7 @@ from meanflow._objective import (
     velocity_from_x,
     with_baseline,
 )
-from meanflow._sampling import check_guidance, sample, time_grid_uniform
+from meanflow._sampling import check_guidance, sample
 
 __version__ = "0.1.0"
 
@@ -32,7 +32,6 @@ __all__ = [
     "sample",
     "sample_guidance_scale",
     "sample_time_pairs",
-    "time_grid_uniform",
     "velocity_from_x",
     "with_baseline",
 ]

@@ -25,9 +25,9 @@ class PMFConfig(DictConfig):
         w_dist: ``"log_uniform"`` (density ∝ 1/w, ``w = w_max**U``), ``"uniform"``, or
             ``"fixed"`` (every row gets ``w_max``; ``w_max=1`` switches guidance off).
         dropout: probability that a row's redshift is dropped (learned null embedding).
-        loss: ``"l2"`` (squared error) or ``"huber"`` (smooth-L1 with ``huber_delta``), summed over
-            pixels per example.
-        huber_delta: Huber transition point.
+        loss: ``"l2"`` (squared error) or ``"huber"`` (:func:`diffusion_core.huber_loss` with
+            ``huber_delta``, the same Huber as ``DDPMConfig``), summed over pixels per example.
+        huber_delta: Huber transition point δ.
         adaptive: divide each example's loss by ``sg(loss + adaptive_eps)``; ``None`` (default)
             = the variant's own choice: on for ``"official"`` (the public code always applies
             it), off for ``"algorithm1"``. Read the resolved value from :attr:`use_adaptive`.
@@ -80,8 +80,7 @@ class PMFConfig(DictConfig):
         return (1.0, self.w_max + 1.0 if official else self.w_max)
 
     def __post_init__(self) -> None:
-        def bad(key: str, why: str) -> ValueError:
-            return ValueError(f"PMFConfig.{key}: {why} (got {getattr(self, key)!r})")
+        bad = self._invalid
 
         if self.variant not in VARIANTS:
             raise bad("variant", f"must be one of {VARIANTS}")

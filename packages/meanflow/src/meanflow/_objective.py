@@ -12,13 +12,9 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-from diffusion_core import baseline_stats, smooth_redshift
+from diffusion_core import ApplyFn, Array, LossFn, baseline_stats, huber_loss, smooth_redshift
 
 from meanflow._config import PMFConfig
-
-Array = jax.Array
-ApplyFn = Callable[..., Array]
-"""``apply(params, x, t, r=None, w=None, z=None, drop=None) -> X`` (clean-image prediction)."""
 
 sg = jax.lax.stop_gradient
 
@@ -158,18 +154,15 @@ def _drop_mask(key: Array, batch: int, config: PMFConfig) -> Array:
 
 
 def _per_example(err: Array, config: PMFConfig) -> Array:
-    if config.loss == "huber":
-        d = config.huber_delta
-        a = jnp.abs(err)
-        e = jnp.where(a <= d, 0.5 * err**2, d * (a - 0.5 * d))
-    else:
-        e = err**2
+    """The loss of each example ``(B,)``: elementwise :func:`diffusion_core.huber_loss` or square,
+    summed over every pixel of ``err`` ``(B, ...)``."""
+    e = huber_loss(err, config.huber_delta) if config.loss == "huber" else err**2
     return jnp.sum(e, axis=tuple(range(1, err.ndim)))
 
 
 def pmf_loss(
     apply: ApplyFn, config: PMFConfig | None = None, *, stats: tuple[Any, Any] | None = None
-) -> Callable[[Any, dict[str, Array], Array], tuple[Array, dict[str, Array]]]:
+) -> LossFn:
     """Build the pMF objective ``loss_fn(params, batch, key) -> (loss, metrics)``.
 
     ``stats``: per-band ``(mean, std)`` of the training data, required when
@@ -240,9 +233,7 @@ def pmf_loss(
     return loss_fn
 
 
-def flow_matching_loss(
-    apply: ApplyFn, t_min: float = 0.05
-) -> Callable[[Any, dict[str, Array], Array], tuple[Array, dict[str, Array]]]:
+def flow_matching_loss(apply: ApplyFn, t_min: float = 0.05) -> LossFn:
     """Plain conditional flow matching with the same x-prediction parameterisation (``r = t``,
     no guidance, no JVP): the cost reference for the bench. Same ``loss_fn`` signature."""
 

@@ -1,4 +1,6 @@
-"""One- and few-step pixel-MeanFlow sampling (thesis Algorithm 2 and its K-step extension)."""
+"""One- and few-step pixel-MeanFlow sampling (thesis Algorithm 2 and its K-step extension).
+
+The time grid is ``ode_samplers.time_grid`` on the flow schedule (uniform in t from 1 to 0)."""
 
 from __future__ import annotations
 
@@ -8,19 +10,11 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from diffusion_core import baseline_stats, check_redshift
+import ode_samplers
+from diffusion_core import ApplyFn, Array, baseline_stats, check_redshift
 
 from meanflow._config import PMFConfig
-from meanflow._objective import ApplyFn, _add_baseline, average_velocity
-
-Array = jax.Array
-
-
-def time_grid_uniform(num_steps: int) -> Array:
-    """``1 = t_0 > t_1 > ... > t_K = 0``, evenly spaced, ``(K + 1,)``."""
-    if num_steps < 1:
-        raise ValueError(f"sample: num_steps must be >= 1, got {num_steps}")
-    return jnp.linspace(1.0, 0.0, num_steps + 1, dtype=jnp.float32)
+from meanflow._objective import _add_baseline, average_velocity
 
 
 @functools.partial(jax.jit, static_argnames=("apply", "t_min"))
@@ -114,8 +108,9 @@ def sample(
     check_guidance(guidance, config)
     noise = jnp.asarray(noise, jnp.float32)
     bsz = noise.shape[0]
-    if time_grid is None:
-        grid = time_grid_uniform(num_steps)
+    if time_grid is None:  # K steps uniform in t from 1 to 0: the samplers' flow-path grid
+        flow = ode_samplers.FlowSchedule()
+        grid = jnp.asarray(ode_samplers.time_grid(flow, num_steps), jnp.float32)
     else:
         g = np.asarray(time_grid, np.float64)
         if g.ndim != 1 or g.size < 2 or np.any(np.diff(g) >= 0) or g[0] > 1 or g[-1] < 0:
