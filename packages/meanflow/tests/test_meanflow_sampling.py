@@ -155,3 +155,34 @@ def test_guidance_outside_the_trained_scales_is_refused(cfg, w, culprit):
         sample(exact_apply, None, noise, jnp.ones(2), guidance=w, config=cfg)
     lo, hi = cfg.guidance_range
     sample(exact_apply, None, noise, jnp.ones(2), guidance=hi, config=cfg)
+
+
+@pytest.mark.parametrize("steps", [1, 3])
+def test_pmf_model_fn_is_the_one_sampling_seam(steps):
+    """``sample`` is ``ode_samplers.sample(pmf_model_fn(...), method="mean_flow")`` on the flow
+    schedule — the entry point DDPM sampling uses — and both equal the pMF step written out here:
+    ``z <- z - (t_i - t_{i+1}) u(z, r=t_{i+1}, t=t_i)`` with ``u = (z - X) / max(t, t_clip)``."""
+    from meanflow import pmf_model_fn
+    from mf_toy import mlp_apply, mlp_init
+    from ode_samplers import FlowSchedule
+    from ode_samplers import sample as ode_sample
+
+    params = mlp_init(jax.random.key(3))
+    noise = jax.random.normal(jax.random.key(4), (6, 1, 1, 2))
+    red = jnp.linspace(0.1, 3.0, 6)
+    cfg = PMFConfig(t_clip=0.4)  # clip active at t = 1/3 of the 3-step grid
+    got = sample(mlp_apply, params, noise, red, num_steps=steps, guidance=2.0, config=cfg)
+    fn = pmf_model_fn(mlp_apply, params, red, guidance=2.0, config=cfg)
+    seam = ode_sample(
+        fn, noise, schedule=FlowSchedule(), method="mean_flow", prediction="flow", num_steps=steps
+    )
+    np.testing.assert_allclose(got, seam, rtol=1e-6, atol=1e-6)
+    z, grid = np.asarray(noise, np.float64), np.linspace(1.0, 0.0, steps + 1)
+    w = jnp.full((6,), 2.0)
+    for t_i, t_n in zip(grid[:-1], grid[1:]):
+        tb, rb = jnp.full((6,), t_i, jnp.float32), jnp.full((6,), t_n, jnp.float32)
+        x = np.asarray(
+            mlp_apply(params, jnp.asarray(z, jnp.float32), tb, rb, w, red, jnp.zeros(6, bool))
+        )
+        z = z - (t_i - t_n) * (z - x) / max(t_i, 0.4)
+    np.testing.assert_allclose(got, z, rtol=1e-5, atol=1e-5)

@@ -47,7 +47,7 @@ def test_gaussian_exact_u_gives_instantaneous_velocity():
         return x - t[:, None, None, None] * gauss_u(x, t, r, mu, s)
 
     def u_fn(zz, tt, rr):
-        u = average_velocity(exact_apply, None, zz, tt, rr, None, None, None, t_min=0.05)
+        u = average_velocity(exact_apply, None, zz, tt, rr, None, None, None, t_clip=0.05)
         return u
 
     np.testing.assert_allclose(u_fn(z, t, r), gauss_u(z, t, r, mu, s), rtol=1e-5, atol=1e-5)
@@ -77,7 +77,7 @@ def test_jvp_matches_central_finite_difference():
     tangent = jax.random.normal(jax.random.key(5), z.shape)
 
     def u_fn(zz, tt, rr, p=params):
-        return average_velocity(mlp_apply, p, zz, tt, rr, w, red, drop, t_min=0.05)
+        return average_velocity(mlp_apply, p, zz, tt, rr, w, red, drop, t_clip=0.05)
 
     u, V = meanflow_target(u_fn, z, t, r, tangent)
     assert V.dtype == jnp.float32
@@ -97,7 +97,7 @@ def test_jvp_matches_central_finite_difference():
                 w.astype(jnp.float64),
                 red.astype(jnp.float64),
                 drop,
-                t_min=0.05,
+                t_clip=0.05,
             )
 
         h = 1e-5
@@ -109,7 +109,7 @@ def test_jvp_matches_central_finite_difference():
 def test_velocity_from_x_clips_small_t():
     z = jnp.ones((2, 1, 1, 1))
     x = jnp.zeros((2, 1, 1, 1))
-    u = velocity_from_x(z, x, jnp.array([0.5, 0.01]), t_min=0.05)
+    u = velocity_from_x(z, x, jnp.array([0.5, 0.01]), t_clip=0.05)
     np.testing.assert_allclose(u.ravel(), [2.0, 20.0], rtol=1e-6)
 
 

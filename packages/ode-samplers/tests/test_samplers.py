@@ -18,6 +18,11 @@ def _kwargs(method):
     return {"key": KEY} if method == "ddpm" else {}
 
 
+def _for(method, fn):
+    """'mean_flow' calls a two-time model_fn(x, t, r): give it one that ignores r."""
+    return (lambda x, t, r: fn(x, t)) if method == "mean_flow" else fn
+
+
 def test_first_order_methods_are_the_same_update():
     """DDIM eta=0, DEIS-1, first-order DPM++ and (VP) Euler: one update, four derivations."""
     with jax.enable_x64(True):
@@ -113,7 +118,7 @@ def _counting_model():
 def test_nfe_counts_every_model_call_and_loop_is_not_unrolled(method, final_denoise):
     model_fn, calls, traces = _counting_model()
     kwargs = dict(schedule=SCHED, method=method, num_steps=9, final_denoise=final_denoise, key=KEY)
-    x = jax.jit(lambda z: sample(model_fn, z, **kwargs))(_noise())
+    x = jax.jit(lambda z: sample(_for(method, model_fn), z, **kwargs))(_noise())
     jax.block_until_ready(x)
     jax.effects_barrier()
     nfe = nfe_of(method, 9, final_denoise_step=final_denoise)
@@ -126,7 +131,7 @@ def test_nfe_counts_every_model_call_and_loop_is_not_unrolled(method, final_deno
 
 @pytest.mark.parametrize("method", METHODS)
 def test_jit_matches_eager_and_vmap_matches_loop(method):
-    model_fn = GaussianMixture1D().model_fn(SCHED, "eps")
+    model_fn = _for(method, GaussianMixture1D().model_fn(SCHED, "eps"))
 
     def run(z, key):
         return sample(model_fn, z, schedule=SCHED, method=method, num_steps=5, key=key)
@@ -247,6 +252,7 @@ def test_eps_prediction_on_a_flow_schedule_is_refused_not_nan(method):
     def half(x, t):
         return 0.5 * x
 
+    half = _for(method, half)
     kw = {"schedule": FlowSchedule(), "method": method, "num_steps": 4, "key": KEY}
     with pytest.raises(ValueError, match=rf"method='{method}' with prediction='eps'.*t_max < 1"):
         sample(half, _noise(), prediction="eps", **kw)

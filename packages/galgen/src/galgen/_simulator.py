@@ -261,38 +261,43 @@ class Simulator:
 
         # key: the seed's key, for the noise; step_key drives a stochastic solver ('ddpm')
 
+        # one sampler entry point for both kinds: ode_samplers.sample with the model's model_fn
+        from ode_samplers import sample as ode_sample
+
         if self.model == "pmf":
             import meanflow as mf
+            from ode_samplers import FlowSchedule
 
             w = 1.0 if guidance is None else guidance
-            mcfg = mf.PMFConfig(**cfg["objective"])
+            mcfg = mf.PMFConfig.from_dict(cfg["objective"])
+            sched, prediction, passes = FlowSchedule(), "flow", 1
+            method = "mean_flow"  # the pMF's own few-step map; DEFAULT_STEPS["pmf"] steps
 
-            def fn(params, index, z, key, step_key):
-                self.traces += 1
-                x, box["nfe"] = mf.sample(
-                    apply, params, noise_of(index, key), z, guidance=w, num_steps=steps,
-                    return_nfe=True, config=mcfg, clip_x0=(lo, hi), stats=data_stats(cfg),
-                )  # fmt: skip
-                return x
+            def model_fn_of(params, z):
+                return mf.pmf_model_fn(
+                    apply, params, z, guidance=w, config=mcfg, stats=data_stats(cfg)
+                )
         else:
             import diffusion_core as dc
-            from ode_samplers import sample as ode_sample
 
             sched = dc.ddpm_schedule()
             passes = 2 if guidance not in (None, 1.0) else 1
-            dcfg = dc.DDPMConfig(**cfg["objective"])
-            apply = dc.with_baseline(apply, sched, dcfg, data_stats(cfg))
+            dcfg = dc.DDPMConfig.from_dict(cfg["objective"])
+            prediction = dcfg.prediction
+            baseline_apply = dc.with_baseline(apply, sched, dcfg, data_stats(cfg))
 
-            def fn(params, index, z, key, step_key):
-                self.traces += 1
-                model_fn = dc.ddpm_model_fn(apply, params, z, guidance=guidance)
-                x, nfe = ode_sample(
-                    model_fn, noise_of(index, key), schedule=sched, method=method,
-                    num_steps=steps, prediction=dcfg.prediction, key=step_key,
-                    return_nfe=True, clip_x0=(lo, hi),
-                )  # fmt: skip
-                box["nfe"] = nfe * passes
-                return x
+            def model_fn_of(params, z):
+                return dc.ddpm_model_fn(baseline_apply, params, z, guidance=guidance)
+
+        def fn(params, index, z, key, step_key):
+            self.traces += 1
+            x, nfe = ode_sample(
+                model_fn_of(params, z), noise_of(index, key), schedule=sched, method=method,
+                num_steps=steps, prediction=prediction, key=step_key, return_nfe=True,
+                clip_x0=(lo, hi),
+            )  # fmt: skip
+            box["nfe"] = nfe * passes
+            return x
 
         self._samplers[key] = (jax.jit(fn), box)
         return self._samplers[key]
@@ -312,7 +317,7 @@ class Simulator:
             import meanflow as mf
 
             try:
-                mf.check_guidance(guidance, mf.PMFConfig(**obj), where=self.source)
+                mf.check_guidance(guidance, mf.PMFConfig.from_dict(obj), where=self.source)
             except ValueError as exc:
                 raise GalgenError(str(exc)) from None
 

@@ -204,11 +204,11 @@ def _objective(cfg: dict[str, Any], net):
     if cfg["model"] == "ddpm":
         import diffusion_core as dc
 
-        dcfg = dc.DDPMConfig(**cfg["objective"])
+        dcfg = dc.DDPMConfig.from_dict(cfg["objective"])
         return dc.ddpm_loss(net.apply, dc.ddpm_schedule(), dcfg, stats=data_stats(cfg))
     import meanflow as mf
 
-    return mf.pmf_loss(net.apply, mf.PMFConfig(**cfg["objective"]), stats=data_stats(cfg))
+    return mf.pmf_loss(net.apply, mf.PMFConfig.from_dict(cfg["objective"]), stats=data_stats(cfg))
 
 
 def train(

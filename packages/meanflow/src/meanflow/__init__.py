@@ -17,7 +17,7 @@ from meanflow._objective import (
     velocity_from_x,
     with_baseline,
 )
-from meanflow._sampling import check_guidance, sample
+from meanflow._sampling import check_guidance, pmf_model_fn, sample
 
 __version__ = "0.1.0"
 
@@ -29,6 +29,7 @@ __all__ = [
     "gaussian_clean_image",
     "meanflow_target",
     "pmf_loss",
+    "pmf_model_fn",
     "sample",
     "sample_guidance_scale",
     "sample_time_pairs",

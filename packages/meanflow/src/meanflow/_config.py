@@ -17,7 +17,8 @@ class PMFConfig(DictConfig):
     """Hyper-parameters of :func:`meanflow.pmf_loss` and :func:`meanflow.sample`.
 
     Attributes:
-        t_min: the average velocity is ``(z - X) / max(t, t_min)``; keeps ``1/t`` finite.
+        t_clip: the average velocity is ``(x_t - X) / max(t, t_clip)``; keeps ``1/t`` finite (the
+            official code's ``clip(t, 0.05, 1)``).
         p_mean, p_std: ``t`` and ``r`` are both drawn from ``sigmoid(N(p_mean, p_std))``;
             ``t = max``, ``r = min``.
         frac_equal: fraction of each batch (its first rows) with ``r = t`` (flow-matching rows).
@@ -35,7 +36,7 @@ class PMFConfig(DictConfig):
         label_smoothing: redshift noise σ (``z + σ N(0,1)`` clamped to ``[0, 4]``); 0 = off ("NLS").
         variant: ``"algorithm1"`` (thesis Algorithm 1) or ``"official"`` (the public pixel-MeanFlow
             code: guidance velocities and the JVP tangent from the network's instantaneous velocity
-            at ``r = t``, the unconditional one at ω = 1, target ``(z_t - x)/max(t, t_min)``,
+            at ``r = t``, the unconditional one at ω = 1, target ``(x_t - x)/max(t, t_clip)``,
             dropout on the ``r = t`` rows, a single logit-normal draw for ``t`` on the ``r = t``
             rows, ``w`` log-uniform on ``[1, 1 + w_max]``, the adaptive weight). It still differs
             from the public code in two places: no guidance interval ``[t_min, t_max]`` is
@@ -50,7 +51,7 @@ class PMFConfig(DictConfig):
             network only has to learn the galaxy, not to reproduce white sky noise.
     """
 
-    t_min: float = 0.05
+    t_clip: float = 0.05
     p_mean: float = 0.8
     p_std: float = 0.8
     frac_equal: float = 0.5
@@ -90,8 +91,8 @@ class PMFConfig(DictConfig):
             raise bad("loss", f"must be one of {LOSSES}")
         if self.w_dist not in W_DISTS:
             raise bad("w_dist", f"must be one of {W_DISTS}")
-        if not 0.0 < self.t_min < 1.0:
-            raise bad("t_min", "must lie in (0, 1)")
+        if not 0.0 < self.t_clip < 1.0:
+            raise bad("t_clip", "must lie in (0, 1)")
         if self.p_std <= 0:
             raise bad("p_std", "must be positive")
         if not 0.0 <= self.frac_equal <= 1.0:

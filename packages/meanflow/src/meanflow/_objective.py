@@ -1,8 +1,9 @@
 """The pixel-MeanFlow training objective (thesis Algorithm 1, and the official pMF variant).
 
-Conventions: images ``(B, H, W, C)`` float32; ``z_t = (1 - t) x + t ε`` with ``t = 0`` data and
+Conventions: images ``(B, H, W, C)`` float32; the noisy image is ``x_t = (1 - t) x + t ε`` with ``t = 0`` data and
 ``t = 1`` noise; per-example scalars ``t, r, w, redshift`` are ``(B,)`` float32; ``drop`` ``(B,)``
-bool selects the backbone's learned null redshift embedding.
+bool selects the backbone's learned null redshift embedding. (``z`` is only ever the redshift,
+in the backbone's ``apply(..., z=)``.)
 """
 
 from __future__ import annotations
@@ -24,36 +25,36 @@ def _col(s: Array, like: Array) -> Array:
     return jnp.reshape(s, (-1,) + (1,) * (like.ndim - 1))
 
 
-def velocity_from_x(z: Array, x_pred: Array, t: Array, t_min: float = 0.05) -> Array:
-    """Average velocity from a clean-image prediction: ``(z - X) / max(t, t_min)``.
+def velocity_from_x(x_t: Array, x_pred: Array, t: Array, t_clip: float = 0.05) -> Array:
+    """Average velocity from a clean-image prediction: ``(x_t - X) / max(t, t_clip)``.
 
     Args:
-        z: noisy images ``(B, H, W, C)`` at time ``t``.
+        x_t: noisy images ``(B, H, W, C)`` at time ``t``.
         x_pred: the network's clean-image prediction, same shape.
         t: ``(B,)`` times in [0, 1].
-        t_min: lower clip of ``t`` in the denominator.
+        t_clip: lower clip of ``t`` in the denominator.
     """
-    return (z - x_pred) / _col(jnp.maximum(t, t_min), z)
+    return (x_t - x_pred) / _col(jnp.maximum(t, t_clip), x_t)
 
 
-def gaussian_clean_image(z: Array, t: Array, r: Array, mean: Array, std: Array) -> Array:
-    """The exact pMF clean-image prediction ``X(z, r, t)`` for data ``x ~ N(mean, std²)``,
+def gaussian_clean_image(x_t: Array, t: Array, r: Array, mean: Array, std: Array) -> Array:
+    """The exact pMF clean-image prediction ``X(x_t, r, t)`` for data ``x ~ N(mean, std²)``,
     independent per element (``mean``, ``std`` broadcast against ``(H, W, C)``, e.g. ``(C,)``).
 
     For such data the flow map from ``t`` to ``r`` is affine: with ``s_t² = (1-t)² std² + t²``,
-    ``z_r = (1-r) mean + (s_r / s_t)(z_t - (1-t) mean)``; ``X = z_t - t (z_t - z_r) / (t - r)``
-    then gives ``X = mean + (z_t - (1-t) mean)(1 - t g / s_t)``, ``g = (s_t - s_r) / (t - r)``
+    ``x_r = (1-r) mean + (s_r / s_t)(x_t - (1-t) mean)``; ``X = x_t - t (x_t - x_r) / (t - r)``
+    then gives ``X = mean + (x_t - (1-t) mean)(1 - t g / s_t)``, ``g = (s_t - s_r) / (t - r)``
     written without the division so that ``r = t`` (the instantaneous velocity) is exact too.
-    At ``t = 1, r = 0``: ``X = mean + std · z`` (the noise passed through). ``z`` ``(B, H, W, C)``;
+    At ``t = 1, r = 0``: ``X = mean + std · x_t`` (the noise passed through). ``x_t`` ``(B, H, W, C)``;
     ``t``, ``r`` ``(B,)``.
     """
     mean = jnp.asarray(mean, jnp.float32)
     var = jnp.asarray(std, jnp.float32) ** 2
-    t, r = _col(t, z), _col(r, z)
+    t, r = _col(t, x_t), _col(r, x_t)
     s_t = jnp.sqrt((1.0 - t) ** 2 * var + t**2)
     s_r = jnp.sqrt((1.0 - r) ** 2 * var + r**2)
     g = ((t + r) - var * (2.0 - t - r)) / (s_t + s_r)
-    return mean + (z - (1.0 - t) * mean) * (1.0 - t * g / s_t)
+    return mean + (x_t - (1.0 - t) * mean) * (1.0 - t * g / s_t)
 
 
 def with_baseline(
@@ -82,41 +83,41 @@ def _add_baseline(apply: ApplyFn, stats: tuple[Any, Any]) -> ApplyFn:
 def average_velocity(
     apply: ApplyFn,
     params: Any,
-    z: Array,
+    x_t: Array,
     t: Array,
     r: Array,
     w: Array,
     redshift: Array,
     drop: Array,
     *,
-    t_min: float = 0.05,
+    t_clip: float = 0.05,
 ) -> Array:
-    """``u_θ(z, r, t) = (z - X_θ(z, t, r, w, redshift, drop)) / max(t, t_min)``, ``(B, H, W, C)``.
+    """``u_θ(x_t, r, t) = (x_t - X_θ(x_t, t, r, w, redshift, drop)) / max(t, t_clip)``, ``(B, H, W, C)``.
 
     ``w`` is the guidance scale (>= 1); how it is embedded is the backbone's business
     (gen_backbones embeds ``1 - 1/w``, as the official pMF code does)."""
-    x_pred = apply(params, z, t, r=r, w=w, z=redshift, drop=drop)
-    return velocity_from_x(z, x_pred, t, t_min)
+    x_pred = apply(params, x_t, t, r=r, w=w, z=redshift, drop=drop)
+    return velocity_from_x(x_t, x_pred, t, t_clip)
 
 
 def meanflow_target(
     u_fn: Callable[[Array, Array, Array], Array],
-    z: Array,
+    x_t: Array,
     t: Array,
     r: Array,
     tangent: Array,
 ) -> tuple[Array, Array]:
     """The MeanFlow-identity estimate of the instantaneous velocity.
 
-    ``V = u(z, t, r) + (t - r) · sg(d/dt u)``, where ``d/dt u = ∂_t u + (∇_z u) · tangent`` is one
-    forward-mode JVP of ``u_fn`` w.r.t. ``(z, t, r)`` along ``(tangent, 1, 0)``, in float32.
-    ``u_fn(z, t, r)`` must form everything that depends on ``t`` (``h = t - r``, ``1/t``) itself.
+    ``V = u(x_t, t, r) + (t - r) · sg(d/dt u)``, where ``d/dt u = ∂_t u + (∇_x u) · tangent`` is one
+    forward-mode JVP of ``u_fn`` w.r.t. ``(x_t, t, r)`` along ``(tangent, 1, 0)``, in float32.
+    ``u_fn(x_t, t, r)`` must form everything that depends on ``t`` (``h = t - r``, ``1/t``) itself.
 
-    Returns ``(u, V)``, both shaped like ``z``; ``u`` keeps its gradient w.r.t. parameters.
+    Returns ``(u, V)``, both shaped like ``x_t``; ``u`` keeps its gradient w.r.t. parameters.
     """
-    z, t, r, tangent = (jnp.asarray(a, jnp.float32) for a in (z, t, r, tangent))
-    u, du_dt = jax.jvp(u_fn, (z, t, r), (tangent, jnp.ones_like(t), jnp.zeros_like(r)))
-    return u, u + _col(t - r, z) * sg(du_dt)
+    x_t, t, r, tangent = (jnp.asarray(a, jnp.float32) for a in (x_t, t, r, tangent))
+    u, du_dt = jax.jvp(u_fn, (x_t, t, r), (tangent, jnp.ones_like(t), jnp.zeros_like(r)))
+    return u, u + _col(t - r, x_t) * sg(du_dt)
 
 
 def sample_time_pairs(key: Array, batch: int, config: PMFConfig) -> tuple[Array, Array]:
@@ -174,7 +175,7 @@ def pmf_loss(
     weighted loss rises), ``mse_fm`` (same, on the ``r = t`` rows) and ``drop_frac``.
     """
     config = PMFConfig() if config is None else config
-    t_min = config.t_min
+    t_clip = config.t_clip
     apply = with_baseline(apply, config, stats)
 
     def loss_fn(params: Any, batch: dict[str, Array], key: Array):
@@ -193,30 +194,30 @@ def pmf_loss(
         drop = _drop_mask(k_drop, bsz, config)
         if config.label_smoothing > 0:
             c = smooth_redshift(k_ls, c, config.label_smoothing)
-        z_t = _col(1.0 - t, x) * x + _col(t, x) * eps
+        x_t = _col(1.0 - t, x) * x + _col(t, x) * eps
         all_drop = jnp.ones((bsz,), bool)
         no_drop = jnp.zeros((bsz,), bool)
         gscale = _col(1.0 - 1.0 / w, x)
 
-        def u_fn(z, tt, rr):  # h = t - r and 1/t are formed in here (by apply and velocity_from_x)
-            return average_velocity(apply, params, z, tt, rr, w, c, drop, t_min=t_min)
+        def u_fn(xx, tt, rr):  # h = t - r and 1/t are formed in here (by apply and velocity_from_x)
+            return average_velocity(apply, params, xx, tt, rr, w, c, drop, t_clip=t_clip)
 
         if config.variant == "algorithm1":
             v_fm = eps - x
-            v_cond = sg(u_fn(z_t, t, r))
-            v_unc = sg(average_velocity(apply, params, z_t, t, r, w, c, all_drop, t_min=t_min))
+            v_cond = sg(u_fn(x_t, t, r))
+            v_unc = sg(average_velocity(apply, params, x_t, t, r, w, c, all_drop, t_clip=t_clip))
             v_g = v_fm + gscale * (v_cond - v_unc)
             tangent = v_cond
         else:
-            v_fm = (z_t - x) / _col(jnp.maximum(t, t_min), x)
-            v_c = sg(average_velocity(apply, params, z_t, t, t, w, c, no_drop, t_min=t_min))
+            v_fm = (x_t - x) / _col(jnp.maximum(t, t_clip), x)
+            v_c = sg(average_velocity(apply, params, x_t, t, t, w, c, no_drop, t_clip=t_clip))
             w1 = jnp.ones_like(w)  # the official code evaluates v_uncond unguided (ω = 1)
-            v_u = sg(average_velocity(apply, params, z_t, t, t, w1, c, all_drop, t_min=t_min))
+            v_u = sg(average_velocity(apply, params, x_t, t, t, w1, c, all_drop, t_clip=t_clip))
             v_g = v_fm + gscale * (v_c - v_u)
             tangent = v_c
         v_g = sg(jnp.where(_col(drop, x), v_fm, v_g))
 
-        _, V = meanflow_target(u_fn, z_t, t, r, tangent)
+        _, V = meanflow_target(u_fn, x_t, t, r, tangent)
         per = _per_example(V - v_g, config)
         if config.use_adaptive:
             per = per / sg(per + config.adaptive_eps)
@@ -233,7 +234,7 @@ def pmf_loss(
     return loss_fn
 
 
-def flow_matching_loss(apply: ApplyFn, t_min: float = 0.05) -> LossFn:
+def flow_matching_loss(apply: ApplyFn, t_clip: float = 0.05) -> LossFn:
     """Plain conditional flow matching with the same x-prediction parameterisation (``r = t``,
     no guidance, no JVP): the cost reference for the bench. Same ``loss_fn`` signature."""
 
@@ -243,9 +244,9 @@ def flow_matching_loss(apply: ApplyFn, t_min: float = 0.05) -> LossFn:
         k_eps, k_t = jax.random.split(key)
         eps = jax.random.normal(k_eps, x.shape, jnp.float32)
         t = jax.random.uniform(k_t, (x.shape[0],))
-        z_t = _col(1.0 - t, x) * x + _col(t, x) * eps
+        x_t = _col(1.0 - t, x) * x + _col(t, x) * eps
         drop = jnp.zeros(c.shape, bool)
-        u = average_velocity(apply, params, z_t, t, t, jnp.ones_like(t), c, drop, t_min=t_min)
+        u = average_velocity(apply, params, x_t, t, t, jnp.ones_like(t), c, drop, t_clip=t_clip)
         per = jnp.sum((u - (eps - x)) ** 2, axis=tuple(range(1, x.ndim)))
         return jnp.mean(per), {"loss": jnp.mean(per)}
 

@@ -1,6 +1,8 @@
 """One- and few-step pixel-MeanFlow sampling (thesis Algorithm 2 and its K-step extension).
 
-The time grid is ``ode_samplers.time_grid`` on the flow schedule (uniform in t from 1 to 0)."""
+A pMF network is a two-time model (:func:`pmf_model_fn`) that ``ode_samplers.sample`` integrates
+with ``method="mean_flow"`` on the flow schedule: one sampler loop, time grid and clipping option for
+pMF and DDPM alike."""
 
 from __future__ import annotations
 
@@ -12,30 +14,10 @@ import jax.numpy as jnp
 import numpy as np
 import ode_samplers
 from diffusion_core import ApplyFn, Array, baseline_stats, check_redshift
+from ode_samplers import FlowMapFn
 
 from meanflow._config import PMFConfig
 from meanflow._objective import _add_baseline, average_velocity
-
-
-@functools.partial(jax.jit, static_argnames=("apply", "t_min"))
-def _run(apply, params, noise, redshift, drop, w, grid, lo, hi, stats, *, t_min):
-    bsz = noise.shape[0]
-    if stats is not None:  # wrapped here so that the jitted function stays cached per apply
-        apply = _add_baseline(apply, stats)
-
-    def step(z, tr):
-        t_i, t_next = tr
-        t = jnp.full((bsz,), t_i)
-        r = jnp.full((bsz,), t_next)
-        u = average_velocity(apply, params, z, t, r, w, redshift, drop, t_min=t_min)
-        # the implied clean image z - t u, clipped to [lo, hi] (a no-op for infinite bounds);
-        # every grid time t_i is > 0, so u is recovered from the clipped image exactly
-        x0 = jnp.clip(z - t_i * u, lo, hi)
-        u = (z - x0) / t_i
-        return z - (t_i - t_next) * u, None
-
-    z, _ = jax.lax.scan(step, noise, (grid[:-1], grid[1:]))
-    return z
 
 
 def check_guidance(guidance: Any, config: PMFConfig, where: str = "meanflow.sample") -> None:
@@ -54,6 +36,76 @@ def check_guidance(guidance: Any, config: PMFConfig, where: str = "meanflow.samp
             f"was trained on (PMFConfig w_max={config.w_max:g}, w_dist={config.w_dist!r}); its "
             "guidance input is untrained there"
         )
+
+
+def pmf_model_fn(
+    apply: ApplyFn,
+    params: Any,
+    redshift: Array | None,
+    *,
+    guidance: float | Array = 1.0,
+    config: PMFConfig | None = None,
+    stats: tuple[Any, Any] | None = None,
+) -> FlowMapFn:
+    """A trained pMF network as the two-time model ``model_fn(x, t, r) -> u`` (the average
+    velocity over ``[r, t]``, ``(B, H, W, C)``) that ``ode_samplers.sample(method="mean_flow",
+    prediction="flow", schedule=FlowSchedule())`` integrates: the same sampler entry point and
+    options as a DDPM's ``diffusion_core.ddpm_model_fn``.
+
+    Args:
+        apply: backbone ``apply(params, x, t, r, w, z, drop) -> X`` (clean-image prediction).
+        params: its parameters (use the EMA ones).
+        redshift: ``(B,)`` per-example redshifts, or ``None`` for unconditional samples (null
+            embedding on every row).
+        guidance: CFG scale ``w >= 1``, scalar or ``(B,)``; 1 = the plain conditional model.
+            Guidance is learned at training time: it costs no extra NFE.
+        config: the training :class:`PMFConfig` (its ``t_clip``, ``baseline``, guidance range).
+        stats: the training data's per-band ``(mean, std)``, required when
+            ``config.baseline="gaussian"``.
+
+    Raises:
+        ValueError: a concrete redshift NaN, infinite or negative, a concrete guidance scale
+            other than 1 outside ``config.guidance_range``, or missing ``stats``.
+    """
+    config = PMFConfig() if config is None else config
+    check_redshift(redshift, "meanflow.sample")
+    check_guidance(guidance, config)
+    stats = baseline_stats(config.baseline, stats, "PMFConfig")
+    return _model_fn(apply, params, redshift, guidance, stats, config)
+
+
+def _model_fn(apply, params, redshift, guidance, stats, config: PMFConfig) -> FlowMapFn:
+    """:func:`pmf_model_fn` without the checks (``stats`` already checked), traceable."""
+    if stats is not None:
+        apply = _add_baseline(apply, stats)
+
+    def model_fn(x: Array, t: Array, r: Array) -> Array:
+        bsz = x.shape[0]
+        if redshift is None:
+            z, drop = jnp.zeros((bsz,), jnp.float32), jnp.ones((bsz,), bool)
+        else:
+            z, drop = jnp.asarray(redshift, jnp.float32), jnp.zeros((bsz,), bool)
+            if z.shape != (bsz,):
+                raise ValueError(f"sample: redshift must be ({bsz},) like noise, got {z.shape}")
+        w = jnp.broadcast_to(jnp.asarray(guidance, jnp.float32), (bsz,))
+        return average_velocity(apply, params, x, t, r, w, z, drop, t_clip=config.t_clip)
+
+    return model_fn
+
+
+@functools.partial(jax.jit, static_argnames=("apply", "config", "num_steps", "times", "clip"))
+def _run(apply, params, noise, redshift, guidance, stats, *, config, num_steps, times, clip):
+    """One compiled sampler per (network, config, grid, clip): repeated calls reuse it."""
+    return ode_samplers.sample(
+        _model_fn(apply, params, redshift, guidance, stats, config),
+        noise,
+        schedule=ode_samplers.FlowSchedule(),
+        method="mean_flow",
+        prediction="flow",
+        num_steps=num_steps,
+        times=times,
+        clip_x0=clip,
+    )
 
 
 def sample(
@@ -86,7 +138,7 @@ def sample(
         num_steps: number of steps ``K`` on the uniform grid (ignored if ``time_grid`` given).
         time_grid: optional decreasing ``(K + 1,)`` grid from 1 to 0.
         return_nfe: also return the number of network evaluations (= K).
-        config: the training :class:`PMFConfig` (its ``t_min`` clips ``1/t``); default
+        config: the training :class:`PMFConfig` (its ``t_clip`` clips ``1/t``); default
             ``PMFConfig()``. Both variants sample the same way.
         clip_x0: ``(lo, hi)`` clips the clean-image estimate ``z - t u`` of every step to the
             data range before the step is taken (the option of the same name in
@@ -106,32 +158,24 @@ def sample(
     config = PMFConfig() if config is None else config
     check_redshift(redshift, "meanflow.sample")
     check_guidance(guidance, config)
-    noise = jnp.asarray(noise, jnp.float32)
-    bsz = noise.shape[0]
-    if time_grid is None:  # K steps uniform in t from 1 to 0: the samplers' flow-path grid
-        flow = ode_samplers.FlowSchedule()
-        grid = jnp.asarray(ode_samplers.time_grid(flow, num_steps), jnp.float32)
-    else:
+    stats = baseline_stats(config.baseline, stats, "PMFConfig")
+    if clip_x0 is not None and not clip_x0[0] < clip_x0[1]:
+        raise ValueError(f"sample: clip_x0 must be (lo, hi) with lo < hi, got {clip_x0}")
+    times = None
+    if time_grid is not None:
         g = np.asarray(time_grid, np.float64)
         if g.ndim != 1 or g.size < 2 or np.any(np.diff(g) >= 0) or g[0] > 1 or g[-1] < 0:
             raise ValueError(
                 f"sample: time_grid must be a strictly decreasing 1-D grid within [1, 0], got {g}"
             )
-        grid = jnp.asarray(g, jnp.float32)
-    if redshift is None:
-        redshift = jnp.zeros((bsz,), jnp.float32)
-        drop = jnp.ones((bsz,), bool)
-    else:
-        redshift = jnp.asarray(redshift, jnp.float32)
-        if redshift.shape != (bsz,):
-            raise ValueError(f"sample: redshift must be ({bsz},) like noise, got {redshift.shape}")
-        drop = jnp.zeros((bsz,), bool)
-    w = jnp.broadcast_to(jnp.asarray(guidance, jnp.float32), (bsz,))
-    lo, hi = (-jnp.inf, jnp.inf) if clip_x0 is None else clip_x0
-    if not lo < hi:
-        raise ValueError(f"sample: clip_x0 must be (lo, hi) with lo < hi, got {clip_x0}")
-    lo, hi = jnp.float32(lo), jnp.float32(hi)
-    stats = baseline_stats(config.baseline, stats, "PMFConfig")
-    x = _run(apply, params, noise, redshift, drop, w, grid, lo, hi, stats, t_min=config.t_min)
-    nfe = int(grid.shape[0]) - 1
-    return (x, nfe) if return_nfe else x
+        times = tuple(float(t) for t in g)
+    if times is None and (
+        isinstance(num_steps, bool) or int(num_steps) != num_steps or num_steps < 1
+    ):
+        raise ValueError(f"sample: num_steps must be a positive integer, got {num_steps!r}")
+    x = _run(
+        apply, params, jnp.asarray(noise, jnp.float32), redshift, guidance, stats,
+        config=config, num_steps=None if times else int(num_steps), times=times,
+        clip=None if clip_x0 is None else (float(clip_x0[0]), float(clip_x0[1])),
+    )  # fmt: skip
+    return (x, len(times) - 1 if times else int(num_steps)) if return_nfe else x

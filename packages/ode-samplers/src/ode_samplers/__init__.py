@@ -1,4 +1,5 @@
-"""ode-samplers: diffusion and flow samplers in JAX for any model_fn(x, t).
+"""ode-samplers: diffusion and flow samplers in JAX for any model_fn(x, t), and few-step
+flow-map models model_fn(x, t, r) (MeanFlow) through method="mean_flow".
 
     from ode_samplers import VPSchedule, FlowSchedule, sample, guided
     sched = VPSchedule.linear(beta_start=1e-4, beta_end=0.02, num_train_steps=1000)
@@ -9,7 +10,7 @@ with the members of the `Schedule` protocol works as a schedule. Exact-score tes
 `ode_samplers.testing`.
 """
 
-from ._custom_types import ModelFn, Schedule
+from ._custom_types import FlowMapFn, ModelFn, Schedule
 from ._grid import SPACINGS, time_grid
 from ._guidance import guided
 from ._samplers import METHODS, PREDICTIONS, nfe, sample
@@ -21,6 +22,7 @@ __all__ = [
     "METHODS",
     "PREDICTIONS",
     "SPACINGS",
+    "FlowMapFn",
     "FlowSchedule",
     "ModelFn",
     "Schedule",

@@ -20,6 +20,14 @@ ModelFn = Callable[[Array, Array], Array]
 of the same dtype in [0, 1] (t = 0 data, t = 1 noise); returns x's shape: eps, x0, v or the flow
 velocity dx/dt, as `sample`'s ``prediction`` says. Called inside one ``lax.scan`` (traced)."""
 
+FlowMapFn = Callable[[Array, Array, Array], Array]
+"""``model_fn(x, t, r) -> prediction``: a two-time (flow-map) model for ``method='mean_flow'``
+(MeanFlow / pixel MeanFlow). ``x`` (B, ...) and ``t``, ``r`` (B,) in the noise's float dtype,
+``1 >= t > r >= 0`` (``r`` = the next grid time, 0 on the last step to data); returns x's shape,
+a prediction in `sample`'s ``prediction`` units whose deterministic DDIM step from t lands at r.
+With ``prediction='flow'`` on `FlowSchedule` it is the average velocity ``u`` over [r, t]: the
+step is ``x_r = x - (t - r) * u``. Called inside one ``lax.scan`` (traced)."""
+
 
 @runtime_checkable
 class Schedule(Protocol):

@@ -11,10 +11,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._custom_types import Array, ModelFn, Schedule, _check_schedule
+from ._custom_types import Array, FlowMapFn, ModelFn, Schedule, _check_schedule
 from ._grid import time_grid
 
-METHODS = ("ddpm", "ddim", "dpmpp_2m", "dpmpp_2s", "deis", "euler", "heun")
+METHODS = ("ddpm", "ddim", "dpmpp_2m", "dpmpp_2s", "deis", "euler", "heun", "mean_flow")
 PREDICTIONS = ("eps", "x0", "v", "flow")
 VARIANCES = ("small", "large")
 _TWO_EVAL = ("dpmpp_2s", "heun")
@@ -59,13 +59,46 @@ def _check_finite(name, values, method, what):
         )
 
 
+def _explicit_grid(times, num_steps):
+    """`times` as a float64 NumPy grid t_0 > ... > t_K in [0, 1], K >= 1, consistent with
+    `num_steps` (None or K); ValueError naming `times` otherwise."""
+    try:
+        g = np.asarray(times, np.float64)
+    except (TypeError, ValueError) as e:  # incl. a traced grid (TracerArrayConversionError)
+        raise ValueError(
+            f"sample: times must be a concrete 1-D sequence of floats (the grid is fixed on the "
+            f"host, not traced), got {times!r}"
+        ) from e
+    with np.errstate(invalid="ignore"):
+        bad = (
+            g.ndim != 1
+            or g.size < 2
+            or not np.all(np.isfinite(g))
+            or np.any(np.diff(g) >= 0)
+            or g[0] > 1.0
+            or g[-1] < 0.0
+        )
+    if bad:
+        raise ValueError(
+            "sample: times must be a strictly decreasing 1-D grid t_0 > ... > t_K within [0, 1] "
+            f"with at least 2 points (K >= 1 steps), got times={g.tolist()}"
+        )
+    k = g.size - 1
+    if num_steps is not None and (int(num_steps) != num_steps or int(num_steps) != k):
+        raise ValueError(
+            f"sample: num_steps={num_steps!r} disagrees with times={g.tolist()} ({g.size} points "
+            f"= {k} steps); pass num_steps=None (or {k}) with an explicit times grid"
+        )
+    return g
+
+
 def sample(
-    model_fn: ModelFn,
+    model_fn: ModelFn | FlowMapFn,
     noise: Array,
     *,
     schedule: Schedule,
     method: str,
-    num_steps: int,
+    num_steps: int | None = None,
     prediction: str = "eps",
     key: Array | None = None,
     spacing: str | None = None,
@@ -78,8 +111,9 @@ def sample(
     r: float = 0.5,
     return_nfe: bool = False,
     clip_x0: tuple[float, float] | None = None,
+    times: Array | np.ndarray | list[float] | None = None,
 ):
-    """Integrate from `noise` (at t_max) to data with `method`; returns x (noise's shape/dtype).
+    """Integrate from `noise` (at t_max, or times[0]) to data with `method`; returns x (noise's shape/dtype).
 
     model_fn(x, t) -> prediction, x (B, ...), t (B,) in noise's float dtype (float32 for float32
     images). prediction: 'eps', 'x0', 'v' (= alpha eps - sigma x0) or 'flow' (dx/dt along the
@@ -93,8 +127,22 @@ def sample(
       integrals, lower-order warm-up.
     - 'euler', 'heun': integrate in the schedule's `ode_space` ('rho' for VPSchedule: the EDM
       samplers on x/alpha; 't' for FlowSchedule: the usual flow-matching samplers).
+    - 'mean_flow': few-step flow-map models (MeanFlow / pixel MeanFlow): model_fn(x, t, r) (an
+      `ode_samplers.FlowMapFn`; t, r (B,) in noise's float dtype) is called once per step
+      t_i -> t_{i+1} with r = t_{i+1} (r = 0 on a final step to t = 0), and the step is the
+      deterministic DDIM step (eta 0) from t to r of its prediction: x_r = alpha(r) x0 +
+      sigma(r) eps. On FlowSchedule with prediction='flow' the prediction is the average
+      velocity u over [r, t] and the step is exactly x_r = x - (t - r) u (one step from
+      t = 1: x = noise - u(noise, 1, 0)); with clip_x0 it is x_r = x0 + (r / t)(x - x0) for the
+      clipped x0 = clip(x - t u). NFE = num_steps. (The model's r is not the 'dpmpp_2s' option
+      `r`.) The other methods call model_fn(x, t).
 
-    The grid is `time_grid(schedule, num_steps, spacing, t_max, t_min, final_denoise)`. Default
+    The grid is `time_grid(schedule, num_steps, spacing, t_max, t_min, final_denoise)`, or
+    `times` when given: an explicit strictly decreasing grid t_0 > ... > t_K within [0, 1]
+    (K >= 1; concrete floats, e.g. a list or NumPy array) that replaces it for every method.
+    With `times`, `num_steps` may be None (it is then len(times) - 1) or must equal
+    len(times) - 1; `spacing`, `t_max` and `t_min` must be left None, and `final_denoise` is
+    not read: the last step is a final denoise step iff times[-1] == 0. Default
     spacing: 'time_uniform' for 'ddpm' (1000 steps = the discrete DDPM timesteps) and for
     FlowSchedule, 'quadratic' otherwise (the most accurate of the three on the exact-score
     benchmarks at 10-80 NFE, see the README). A final
@@ -106,6 +154,17 @@ def sample(
     `return_nfe=True` returns (x, nfe). Jit-able (the loop is one `lax.scan`) and vmappable.
     """
     _check_schedule(schedule, "sample")
+    if times is not None:
+        grid = _explicit_grid(times, num_steps)
+        given = {"spacing": spacing, "t_max": t_max, "t_min": t_min}
+        clash = {k: v for k, v in given.items() if v is not None}
+        if clash:
+            raise ValueError(
+                f"sample: an explicit times grid replaces spacing / t_max / t_min; got times="
+                f"{grid.tolist()} with {', '.join(f'{k}={v!r}' for k, v in clash.items())}"
+            )
+    elif num_steps is None:
+        raise ValueError("sample: pass num_steps (or an explicit times grid)")
     if method not in METHODS:
         raise ValueError(f"sample: unknown method={method!r}; choose one of {METHODS}")
     if prediction not in PREDICTIONS:
@@ -134,10 +193,11 @@ def sample(
         noise = noise.astype(jnp.float32)
     dtype = noise.dtype if noise.dtype in (jnp.float32, jnp.float64) else jnp.dtype(jnp.float32)
 
-    if spacing is None:
-        uniform = method == "ddpm" or schedule.ode_space == "t"
-        spacing = "time_uniform" if uniform else "quadratic"
-    grid = time_grid(schedule, num_steps, spacing, t_max, t_min, final_denoise)
+    if times is None:
+        if spacing is None:
+            uniform = method == "ddpm" or schedule.ode_space == "t"
+            spacing = "time_uniform" if uniform else "quadratic"
+        grid = time_grid(schedule, num_steps, spacing, t_max, t_min, final_denoise)
     p = _Points(schedule, grid, dtype)
     if prediction == "eps" and np.any(p.a[:-1] <= 0):  # x0 = (x - sigma eps) / alpha is 0 / 0
         raise ValueError(
@@ -151,9 +211,12 @@ def sample(
     n_reg = k_steps - 1 if denoise_last else k_steps
     xs = _coefficients(schedule, method, p, n_reg, dtype, eta, variance, order, r)
 
-    def evaluate(x, t, a, s, ad, sd):
+    def evaluate(x, t, a, s, ad, sd, t_next=None):
         tb = jnp.full((x.shape[0],), t, dtype)
-        out = model_fn(x, tb)
+        if method == "mean_flow":  # a flow-map model also gets the step's end time r
+            out = model_fn(x, tb, jnp.full((x.shape[0],), t_next, dtype))
+        else:
+            out = model_fn(x, tb)
         if jnp.shape(out) != x.shape:
             raise ValueError(
                 f"sample: model_fn returned shape {jnp.shape(out)}, expected {x.shape}"
@@ -175,7 +238,8 @@ def sample(
         x = carry[0]
     if denoise_last:
         i = n_reg
-        x, _ = evaluate(x, *(jnp.asarray(v[i], dtype) for v in (p.t_model, p.a, p.s, p.ad, p.sd)))
+        pts = (p.t_model, p.a, p.s, p.ad, p.sd)
+        x, _ = evaluate(x, *(jnp.asarray(v[i], dtype) for v in pts), p.t_model[i + 1])
     x = x.astype(noise.dtype)
     if return_nfe:
         return x, nfe(method, k_steps, final_denoise_step=denoise_last)
@@ -203,6 +267,8 @@ def _coefficients(schedule, method, p, n, dtype, eta, variance, order, r):
     elif method == "ddim":
         std = eta * np.sqrt(var_post)
         xs.update(a1=a1, c_eps=np.sqrt(np.maximum(s1**2 - std**2, 0.0)), std=std)
+    elif method == "mean_flow":  # DDIM eta = 0 to r = t_{i+1}, which the model also receives
+        xs.update(r=p.t_model[i1], a1=a1, s1=s1)
     elif method == "dpmpp_2m":
         h = p.lam[i1] - p.lam[i0]
         h_prev = np.concatenate([[np.inf], h[:-1]])
@@ -298,6 +364,15 @@ def _ddim(evaluate, x, opts):
     return body, (x,)
 
 
+def _mean_flow(evaluate, x, opts):
+    def body(carry, c):
+        (x,) = carry
+        x0, eps = evaluate(x, c["t"], c["a"], c["s"], c["ad"], c["sd"], c["r"])
+        return (c["a1"] * x0 + c["s1"] * eps,), None
+
+    return body, (x,)
+
+
 def _dpmpp_2m(evaluate, x, opts):
     def body(carry, c):
         x, x0_prev = carry
@@ -367,4 +442,5 @@ _BODIES = {
     "deis": _deis,
     "euler": _euler,
     "heun": _heun,
+    "mean_flow": _mean_flow,
 }
