@@ -38,6 +38,14 @@ def check_guidance(guidance: Any, config: PMFConfig, where: str = "meanflow.samp
         )
 
 
+def _checked(redshift, guidance, config: PMFConfig | None, stats):
+    """The checks of every pMF sampling entry point: ``(config, stats)`` with defaults applied."""
+    config = PMFConfig() if config is None else config
+    check_redshift(redshift, "meanflow.sample")
+    check_guidance(guidance, config)
+    return config, baseline_stats(config.baseline, stats, "PMFConfig")
+
+
 def pmf_model_fn(
     apply: ApplyFn,
     params: Any,
@@ -67,10 +75,7 @@ def pmf_model_fn(
         ValueError: a concrete redshift NaN, infinite or negative, a concrete guidance scale
             other than 1 outside ``config.guidance_range``, or missing ``stats``.
     """
-    config = PMFConfig() if config is None else config
-    check_redshift(redshift, "meanflow.sample")
-    check_guidance(guidance, config)
-    stats = baseline_stats(config.baseline, stats, "PMFConfig")
+    config, stats = _checked(redshift, guidance, config, stats)
     return _model_fn(apply, params, redshift, guidance, stats, config)
 
 
@@ -155,10 +160,7 @@ def sample(
             concrete guidance scale other than 1 outside ``config.guidance_range``, or a bad
             ``time_grid``, ``redshift`` shape or ``clip_x0``.
     """
-    config = PMFConfig() if config is None else config
-    check_redshift(redshift, "meanflow.sample")
-    check_guidance(guidance, config)
-    stats = baseline_stats(config.baseline, stats, "PMFConfig")
+    config, stats = _checked(redshift, guidance, config, stats)
     if clip_x0 is not None and not clip_x0[0] < clip_x0[1]:
         raise ValueError(f"sample: clip_x0 must be (lo, hi) with lo < hi, got {clip_x0}")
     times = None

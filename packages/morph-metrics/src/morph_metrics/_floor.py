@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from ._metrics import DEFAULT_RANGES, bcd, default_edges, jsd_bootstrap
+from ._metrics import DEFAULT_RANGES, bcd, default_edges, good_values, jsd_bootstrap
 from ._photometry import flux_edges, photometry_edges
 
 #: Offset added to "absolute" statistics before :func:`bcd` (which drops negative values and
@@ -84,18 +84,12 @@ def compare_columns(
     z = np.asarray(redshift, dtype=np.float64)
     out: Result = {"bcd": {}, "jsd": {}}
     for s in statistics:
-        r = np.asarray(ref[s], dtype=np.float64).copy()
-        g = np.asarray(gen[s], dtype=np.float64).copy()
+        r, g = good_values(ref, s, good_only), good_values(gen, s, good_only)
         if r.shape != z.shape or g.shape != z.shape:
             raise ValueError(
                 f"compare_columns: {s!r} has {r.size} reference and {g.size} generated values "
                 f"for {z.size} redshifts; the sets must be matched row by row"
             )
-        if good_only:
-            if "flag" in ref:
-                r[np.asarray(ref["flag"]) != 0] = np.nan
-            if "flag" in gen:
-                g[np.asarray(gen["flag"]) != 0] = np.nan
         e = edges[s] if edges is not None and s in edges else column_edges(s, r)
         if bcd_units(s) == "absolute":
             out["bcd"][s] = _bcd_absolute(z, r, g, n_boot, seed)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -243,6 +244,15 @@ def jsd_bootstrap(
     return observed, float(boots.mean()), std
 
 
+def good_values(cols: Mapping[str, Any], stat: str, good_only: bool = True) -> np.ndarray:
+    """Column ``stat`` as a float64 copy ``(N,)``, NaN on rows with a non-zero ``flag`` (when
+    ``good_only`` and the dict has a ``flag`` column): the one masking of every comparison."""
+    v = np.asarray(cols[stat], dtype=np.float64).copy()
+    if good_only and "flag" in cols:
+        v[np.asarray(cols["flag"]) != 0] = np.nan
+    return v
+
+
 def compare(
     ref: Mapping[str, np.ndarray],
     gen: Mapping[str, np.ndarray],
@@ -270,13 +280,7 @@ def compare(
     """
     out: dict[str, dict[str, tuple[float, float, float]]] = {"bcd": {}, "jsd": {}}
     for stat in statistics:
-        r = np.asarray(ref[stat], dtype=np.float64).copy()
-        g = np.asarray(gen[stat], dtype=np.float64).copy()
-        if good_only:
-            if "flag" in ref:
-                r[np.asarray(ref["flag"]) != 0] = np.nan
-            if "flag" in gen:
-                g[np.asarray(gen["flag"]) != 0] = np.nan
+        r, g = good_values(ref, stat, good_only), good_values(gen, stat, good_only)
         out["bcd"][stat] = bcd(redshift, r, g, n_boot=n_boot, seed=seed)
         out["jsd"][stat] = jsd_bootstrap(
             r,
