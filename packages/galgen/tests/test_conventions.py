@@ -71,3 +71,16 @@ def test_hsc_constants_agree():
     assert mm.HSC.pixel_scale == gd.PIXEL_SCALE
     assert mm.HSC.psf_fwhm == tuple(gd.PSF_FWHM[b] for b in gd.BANDS)
     assert mm.HSC_ZERO_POINT == gd.ZERO_POINT
+
+
+@pytest.mark.parametrize("name", sorted(TRAIN_PRESETS))
+def test_every_preset_is_a_valid_typed_config(name):
+    """Each training preset builds its typed sections (DDPMConfig / PMFConfig, TrainConfig, the
+    backbone) with every value of the declared type — what `galgen train` checks before writing."""
+    from galgen._presets import resolve
+    from galgen._study import check_config
+
+    cfg = resolve(name) | {"image_size": 64 if "paper" in name else 32, "channels": 5, "seed": 0}
+    check_config(cfg)
+    obj = (dc.DDPMConfig if cfg["model"] == "ddpm" else mf.PMFConfig).from_dict(cfg["objective"])
+    assert set(cfg["objective"]) <= set(obj.to_dict())
