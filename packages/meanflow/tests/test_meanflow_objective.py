@@ -123,3 +123,14 @@ def test_pmf_and_ddpm_huber_agree_for_any_delta(delta):
     pmf = _per_example(err, PMFConfig(loss="huber", huber_delta=delta))
     ddpm = _per_element(err, DDPMConfig(loss="huber", huber_delta=delta)).sum(axis=(1, 2, 3))
     np.testing.assert_allclose(np.asarray(pmf), np.asarray(ddpm), rtol=1e-6)
+
+
+def test_config_round_trip_and_the_old_t_min_name():
+    """to_dict/from_dict round-trips; a config stored before the rename (t_min) loads as t_clip,
+    and an unknown key is named."""
+    cfg = PMFConfig(t_clip=0.1, loss="huber")
+    assert PMFConfig.from_dict(cfg.to_dict()) == cfg
+    old = {k: v for k, v in cfg.to_dict().items() if k != "t_clip"} | {"t_min": 0.1}
+    assert PMFConfig.from_dict(old) == cfg
+    with pytest.raises(ValueError, match="unknown key.*'t_max'"):
+        PMFConfig.from_dict({"t_max": 1.0})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from diffusion_core import DictConfig
 
@@ -65,6 +66,14 @@ class PMFConfig(DictConfig):
     label_smoothing: float = 0.01
     variant: str = "algorithm1"
     baseline: str = "none"
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PMFConfig:
+        """As :meth:`DictConfig.from_dict`; a stored config's ``t_min`` (this field's name in
+        earlier releases) is read as ``t_clip``, so older run directories and model files load."""
+        if "t_min" in d and "t_clip" not in d:
+            d = {("t_clip" if k == "t_min" else k): v for k, v in d.items()}
+        return super().from_dict(d)
 
     @property
     def use_adaptive(self) -> bool:
