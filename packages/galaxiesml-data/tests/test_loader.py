@@ -137,3 +137,51 @@ def test_a_bad_value_in_a_batch_names_file_row_and_batch(small, tmp_path, bad):
     path = write_split(tmp_path / "bad.hdf5", img, z)
     with pytest.raises(GalaxiesMLFormatError, match=r"bad.hdf5: .* row 11\b.*\(batch 2\)"):
         list(batches(path, 4, seed=0, shuffle=False, epochs=1))
+
+
+@pytest.mark.parametrize("n", [1, 2, 4, 8])
+def test_shards_concatenate_to_the_global_batches(small, n):
+    """Multi-process training: shard i of n holds block i of every global batch g, so the
+    blocks over i concatenate to exactly the unsharded batches (any start, epoch, prefetch)."""
+    g_total = 11  # crosses two epoch boundaries (4 batches per epoch)
+    full = list(islice(batches(small, 8, seed=2), g_total))
+    for start in (0, 3, 5):
+        shards = [
+            list(
+                islice(
+                    batches(
+                        small, 8, seed=2, start=start, shard=(i, n), prefetch=i, threads=1 + i % 2
+                    ),
+                    g_total - start,
+                )
+            )
+            for i in range(n)
+        ]
+        for g in range(start, g_total):
+            parts = [s[g - start] for s in shards]
+            assert all(p["image"].shape[0] == 8 // n for p in parts)
+            for key in ("image", "redshift"):
+                np.testing.assert_array_equal(
+                    np.concatenate([p[key] for p in parts]), full[g][key], err_msg=f"{g} {key}"
+                )
+
+
+@pytest.mark.parametrize(
+    ("shard", "match"),
+    [
+        ((0, 3), "batch_size=8 is not divisible by the shard count 3"),
+        ((2, 2), r"shard=\(2, 2\): expected count >= 1 and 0 <= index < count"),
+        ((-1, 2), r"shard=\(-1, 2\)"),
+        ((0, 0), r"shard=\(0, 0\)"),
+        ((0.0, 2), "shard must be a pair of ints"),
+        (3, r"shard must be a pair \(index, count\)"),
+    ],
+)
+def test_bad_shard_is_named(small, shard, match):
+    with pytest.raises(ValueError, match=match):
+        batches(small, 8, seed=0, shard=shard)
+
+
+def test_shard_without_drop_last_needs_even_last_batch(small):
+    with pytest.raises(ValueError, match=r"shard=\(0, 2\) with drop_last=False"):
+        batches(small, 8, seed=0, shard=(0, 2), drop_last=False)  # 37 % 8 = 5 rows left

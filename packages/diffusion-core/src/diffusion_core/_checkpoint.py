@@ -49,6 +49,17 @@ def saved_steps(run_dir: str | Path) -> list[int]:
         return sorted(m.all_steps())
 
 
+def steps_on_disk(run_dir: str | Path) -> list[int]:
+    """Like `saved_steps`, from the directory listing alone (no orbax, no barrier between
+    processes): a step directory has its final name only once complete (atomic rename)."""
+    try:
+        return sorted(
+            int(p.name) for p in _dir(run_dir).iterdir() if p.name.isdigit() and p.is_dir()
+        )
+    except OSError:
+        return []
+
+
 def save(
     run_dir: str | Path,
     step: int,
@@ -84,7 +95,14 @@ def save(
         err = OSError(f"{_dir(run_dir)}: could not write checkpoint {step} ({reason}); {last}")
         err.errno = code or errno.EIO
         raise err from exc
-    _prune(run_dir, keep)
+    if jax.process_count() == 1:
+        _prune(run_dir, keep)
+    else:  # one process deletes; the others wait, so nobody lists a step being deleted
+        from jax.experimental import multihost_utils
+
+        if jax.process_index() == 0:
+            _prune(run_dir, keep)
+        multihost_utils.sync_global_devices(f"diffusion_core.checkpoint.prune.{step}")
 
 
 def _wait_for_orbax_writers(timeout: float = 60.0) -> None:
@@ -160,7 +178,25 @@ def _prune(run_dir: str | Path, keep: int | None) -> None:
 
 
 def _abstract(like: Any) -> Any:
-    return jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
+    """Shape/dtype/sharding targets; a leaf without a sharding is read onto this process's first
+    device. Orbax would otherwise use the sharding recorded at save time, whose devices (e.g. the
+    two processes of a multi-process run) need not exist here ("Topology mismatch detected")."""
+    local = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+
+    def target(x: Any) -> Any:
+        s = ocp.utils.to_shape_dtype_struct(x)
+        if isinstance(s, jax.ShapeDtypeStruct) and s.sharding is None:
+            s = jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=local)
+        return s
+
+    return jax.tree.map(target, like)
+
+
+def _recorded(run_dir: str | Path, step: int, name: str) -> Any:
+    """The tree of item ``name`` of checkpoint ``step`` as shape/dtype structs (no sharding)."""
+    with ocp.StandardCheckpointer() as ck:
+        tree = ck.metadata(_dir(run_dir) / str(step) / name).item_metadata.tree
+    return jax.tree.map(lambda m: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype), tree)
 
 
 def restore(
@@ -171,16 +207,20 @@ def restore(
     ``like[name]`` is a template pytree (its structure, shapes, dtypes and shardings are used) or
     None (restore with the structure orbax recorded: nested dicts/lists). Returns (trees, meta).
     """
-    args = {}
-    for name, tmpl in like.items():
+    for name in like:
         if name not in _ITEMS:
             raise ValueError(f"unknown checkpoint item {name!r}; items are {_ITEMS}")
-        args[name] = ocp.args.StandardRestore(None if tmpl is None else _abstract(tmpl))
     with _manager(run_dir, create=False) as m:
         if step not in m.all_steps():
             raise FileNotFoundError(
                 f"no checkpoint for step {step} in {_dir(run_dir)} (have {sorted(m.all_steps())})"
             )
+        args = {
+            name: ocp.args.StandardRestore(
+                _abstract(_recorded(run_dir, step, name) if tmpl is None else tmpl)
+            )
+            for name, tmpl in like.items()
+        }
         try:
             out = m.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore(), **args))
         except ValueError as exc:  # orbax lists every key of the tree: say what differs instead

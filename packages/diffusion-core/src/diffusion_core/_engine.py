@@ -168,6 +168,30 @@ def _sigterm(signum, frame):  # noqa: ARG001
     raise _Terminated(128 + signal.SIGTERM)
 
 
+def _check_process_rows(sharding: NamedSharding, batch_size: int, local_bs: int) -> None:
+    """This process's devices must hold block ``process_index`` of the global batch, the rows
+    ``batches(..., shard=(process_index, process_count))`` reads; otherwise the global batch would
+    be a permutation of the one-process batch (other noise per row, other results)."""
+    spans = sorted(
+        (ix[0].start or 0, batch_size if ix[0].stop is None else ix[0].stop)
+        for ix in sharding.addressable_devices_indices_map((batch_size,)).values()
+    )
+    covered = spans[0][0]
+    for lo, hi in spans:
+        if lo > covered:  # a gap: the rows are not one block
+            covered = -1
+            break
+        covered = max(covered, hi)
+    want = (jax.process_index() * local_bs, (jax.process_index() + 1) * local_bs)
+    if (spans[0][0], covered) != want:
+        raise ValueError(
+            f"process {jax.process_index()} of {jax.process_count()}: its devices hold rows "
+            f"{[list(sp) for sp in spans]} of the global batch of {batch_size}, not the block "
+            f"{list(want)} its batches_fn reads; order the mesh's devices by process, as "
+            "jax.devices() does"
+        )
+
+
 def default_mesh() -> Mesh:
     """A 1-D ``("data",)`` mesh over every device of every process."""
     return Mesh(np.asarray(jax.devices()), ("data",))
@@ -202,12 +226,19 @@ def train(
         on_log: called (on process 0) with every metrics record written to metrics.jsonl, e.g.
             to forward scalars to TensorBoard or another tracker.
 
+    Several processes (after ``jax.distributed.initialize()``): process ``p`` of ``n`` must
+    yield block ``p`` of every global batch (``galaxiesml_data.batches(..., shard=(p, n))``), the
+    rows its devices hold in the default mesh (checked); process 0 alone writes the JSON files,
+    checkpoints are written collectively (orbax); an interrupt does not checkpoint; a failure of
+    the run (e.g. another process died) raises ``RuntimeError`` naming the last checkpoint.
+
     Returns:
         The final `TrainState` (arrays replicated over the mesh).
 
     Raises:
         FloatingPointError: nan_policy="stop" and a step had a non-finite loss or gradient.
-        KeyboardInterrupt / SystemExit: after writing a checkpoint (Ctrl-C, SIGTERM).
+        RuntimeError: (several processes) the run failed on this process, e.g. another died.
+        KeyboardInterrupt / SystemExit: after writing a checkpoint (Ctrl-C, SIGTERM; one process).
     """
     run_dir = Path(run_dir)
     mesh = mesh or default_mesh()
@@ -219,10 +250,17 @@ def train(
             f"TrainConfig.batch_size={config.batch_size} is not divisible by the {n_data} "
             "devices of the mesh's 'data' axis"
         )
-    local_bs = config.batch_size // jax.process_count()
+    n_proc = jax.process_count()
+    if config.batch_size % n_proc:
+        raise ValueError(
+            f"TrainConfig.batch_size={config.batch_size} is not divisible by the {n_proc} processes"
+        )
+    local_bs = config.batch_size // n_proc
     main = jax.process_index() == 0
     repl = NamedSharding(mesh, PartitionSpec())
     data_sharding = NamedSharding(mesh, PartitionSpec("data"))
+    if n_proc > 1:
+        _check_process_rows(data_sharding, config.batch_size, local_bs)
     tx = make_optimizer(config)
 
     # Fresh buffers (may_alias=False): the step donates its carry, the caller keeps `params`.
@@ -376,12 +414,34 @@ def train(
                 last_saved = step
             bar.write(f"batches_fn({start}) ran out after step {step} of {config.steps}")
     except (KeyboardInterrupt, SystemExit):
-        if step > last_saved and int(jax.device_get(carry["bad"])) < 0:
+        # Several processes: no checkpoint on interrupt. Saving is collective, and the processes
+        # may be at different host-side steps (or one is gone): keep the last periodic one.
+        if n_proc == 1 and step > last_saved and int(jax.device_get(carry["bad"])) < 0:
             try:
                 save(step)
             except Exception as exc:  # e.g. interrupted mid-save: keep the last good checkpoint
                 bar.write(f"could not checkpoint step {step} on interrupt: {exc!r}")
         raise
+    except FloatingPointError:
+        raise
+    except Exception as exc:
+        if n_proc == 1:
+            raise
+        # e.g. "Gloo all-reduce failed: ... Connection closed by peer" when another process died
+        cause = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        # what is on disk (the failure may come after a checkpoint was complete), read without
+        # orbax, whose CheckpointManager would wait for the other processes
+        have = _checkpoint.steps_on_disk(run_dir)
+        ck = run_dir / "checkpoints"
+        last = (
+            f"the last complete checkpoint is step {have[-1]} in {ck}"
+            if have
+            else f"no checkpoint is in {ck} yet"
+        )
+        raise RuntimeError(
+            f"process {jax.process_index()} of {n_proc} stopped at step {step}: {cause}. If "
+            f"another process died, see its log; {last}: relaunch every process to resume"
+        ) from exc
     finally:
         bar.close()
         if old_handler is not None:

@@ -38,12 +38,16 @@ def _make_batch(
     shuffle: bool,
     transform: Callable[[np.ndarray], np.ndarray] | None,
     perm_cache: dict[int, np.ndarray],
+    shard: tuple[int, int] = (0, 1),
 ) -> Batch:
     epoch, pos = divmod(g, nb)
     if epoch not in perm_cache:
         perm_cache.clear()
         perm_cache[epoch] = epoch_permutation(len(ds), seed, epoch, shuffle)
     idx = perm_cache[epoch][pos * batch_size : (pos + 1) * batch_size]
+    if shard[1] > 1:  # this process's contiguous block of the global batch
+        rows = len(idx) // shard[1]
+        idx = idx[shard[0] * rows : (shard[0] + 1) * rows]
     image = ds._read(idx)  # sorted reads for h5py; a single gather + transpose for memmaps
     z = ds.redshift[idx]
     # a bad value must stop the run here, named, not surface later as a non-finite loss
@@ -67,6 +71,7 @@ def batches(
     prefetch: int = 2,
     epochs: int | None = None,
     threads: int = 1,
+    shard: tuple[int, int] | None = None,
 ) -> Iterator[Batch]:
     """Iterate ``{"image": (B, H, W, 5) float32, "redshift": (B,) float32}`` batches, forever by default.
 
@@ -87,6 +92,11 @@ def batches(
         prefetch: batches prepared ahead by background threads (0 = synchronous, in the caller).
         epochs: stop after this many epochs in total (counting from global batch 0); None = forever.
         threads: background threads preparing batches (results are identical for any count).
+        shard: ``(i, n)``: yield only block ``i`` of ``n`` equal, contiguous blocks of every global
+            batch (rows ``i * B/n`` to ``(i + 1) * B/n``), e.g. ``(jax.process_index(),
+            jax.process_count())`` in multi-process training. Concatenating the blocks over ``i``
+            gives exactly the unsharded batch ``g`` for every ``g``, so the global batch sequence
+            does not depend on ``n``. ``B`` must be divisible by ``n``.
 
     Raises:
         GalaxiesMLFormatError: (when the batch is made) a galaxy in it has a NaN or inf pixel or
@@ -95,6 +105,7 @@ def batches(
     ds = dataset if isinstance(dataset, Dataset) else open_split(dataset)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    shard = _check_shard(shard, batch_size, drop_last, len(ds))
     nb = batches_per_epoch(len(ds), batch_size, drop_last)
     if nb == 0:
         raise ValueError(
@@ -108,18 +119,45 @@ def batches(
             f"transform must have .forward or be callable, got {type(transform).__name__}"
         )
     stop = None if epochs is None else int(epochs) * nb
-    args = (ds, nb, batch_size, seed, shuffle, fn)
+    args = (ds, nb, batch_size, seed, shuffle, fn, shard)
     if prefetch <= 0:
         return _sync_iter(start, stop, args)
     return _prefetch_iter(start, stop, args, prefetch, max(1, int(threads)))
 
 
+def _check_shard(shard: object, batch_size: int, drop_last: bool, n: int) -> tuple[int, int]:
+    """``shard`` as ``(i, n)`` ints, or a ValueError naming ``shard`` and what was expected."""
+    if shard is None:
+        return (0, 1)
+    try:
+        i, count = shard  # type: ignore[misc]
+    except (TypeError, ValueError):
+        raise ValueError(f"shard must be a pair (index, count), got {shard!r}") from None
+    if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in (i, count)):
+        raise ValueError(f"shard must be a pair of ints (index, count), got {shard!r}")
+    i, count = int(i), int(count)
+    if count < 1 or not 0 <= i < count:
+        raise ValueError(f"shard=({i}, {count}): expected count >= 1 and 0 <= index < count")
+    if batch_size % count:
+        raise ValueError(
+            f"shard=({i}, {count}): batch_size={batch_size} is not divisible by the shard count "
+            f"{count} (every shard must hold batch_size / count rows)"
+        )
+    if count > 1 and not drop_last and n % batch_size:
+        raise ValueError(
+            f"shard=({i}, {count}) with drop_last=False: the last batch of each epoch has "
+            f"{n % batch_size} rows, which do not split into {count} equal shards; use "
+            "drop_last=True"
+        )
+    return (i, count)
+
+
 def _sync_iter(start: int, stop: int | None, args: tuple, step: int = 1) -> Iterator[Batch]:
-    ds, nb, bs, seed, shuffle, fn = args
+    ds, nb, bs, seed, shuffle, fn, shard = args
     cache: dict[int, np.ndarray] = {}
     g = start
     while stop is None or g < stop:
-        yield _make_batch(ds, g, nb, bs, seed, shuffle, fn, cache)
+        yield _make_batch(ds, g, nb, bs, seed, shuffle, fn, cache, shard)
         g += step
 
 

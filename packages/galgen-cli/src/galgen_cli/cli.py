@@ -143,14 +143,70 @@ def train(
     ] = None,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out.")] = False,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    coordinator: Annotated[
+        str | None,
+        typer.Option(
+            help="Multi-process: HOST:PORT of process 0 (the same in every process). Not needed "
+            "under srun/mpirun, which JAX detects."
+        ),
+    ] = None,
+    num_processes: Annotated[
+        int | None, typer.Option(help="Multi-process: the number of processes.")
+    ] = None,
+    process_id: Annotated[
+        int | None, typer.Option(help="Multi-process: this process's index, 0 to N-1.")
+    ] = None,
+    heartbeat_timeout: Annotated[
+        int, typer.Option(help="Multi-process: seconds before a silent process counts as dead.")
+    ] = 100,
 ) -> None:
-    """Train a DDPM or a pixel MeanFlow on GalaxiesML-schema data."""
+    """Train a DDPM or a pixel MeanFlow on GalaxiesML-schema data (on one or several processes)."""
     if model not in ("ddpm", "pmf"):
         raise GalgenError(f"unknown model {model!r}; choose ddpm or pmf")
-    state = galgen.train(
-        model, data, out, preset=preset, overrides=set_ or [], resume=resume, seed=seed
-    )
-    _say(f"[green]trained[/] {model} to step {state['step']} in {out}")
+    try:
+        state = galgen.train(
+            model,
+            data,
+            out,
+            preset=preset,
+            overrides=set_ or [],
+            resume=resume,
+            seed=seed,
+            coordinator=coordinator,
+            num_processes=num_processes,
+            process_id=process_id,
+            heartbeat_timeout=heartbeat_timeout,
+        )
+    except BaseException as exc:
+        if galgen.is_distributed() and not isinstance(exc, typer.Exit):
+            _exit_distributed(exc)
+        raise
+    if state.get("process", 0) == 0:
+        _say(f"[green]trained[/] {model} to step {state['step']} in {out}")
+
+
+def _exit_distributed(exc: BaseException) -> None:
+    """Report a failed multi-process run and exit now: JAX's exit barrier would wait for a dead
+    process until its heartbeat times out, then abort with a page of C++ log."""
+    import os
+    import traceback
+
+    if _STATE["debug"]:
+        traceback.print_exception(exc)
+    if isinstance(exc, KeyboardInterrupt):
+        code, msg = 130, "interrupted; the last checkpoint is kept (resume with --resume)"
+    elif isinstance(exc, SystemExit):  # SIGTERM (e.g. scancel)
+        code = exc.code if isinstance(exc.code, int) else 1
+        msg = "terminated; the last checkpoint is kept (resume with --resume)"
+    else:
+        code, text = 1, str(exc).strip()
+        msg = text.splitlines()[0] if text else type(exc).__name__
+        if not isinstance(exc, (GalgenError, FileNotFoundError, ValueError, KeyError, OSError)):
+            msg = f"{type(exc).__name__}: {msg} (run with --debug for the traceback)"
+    _err(msg)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 # ----------------------------------------------------------------------------- sample
@@ -226,11 +282,22 @@ def evaluate(
     protocol: Annotated[str, typer.Option(help="statmorph or paper.")] = "statmorph",
     n_boot: Annotated[int, typer.Option(help="Bootstrap replicates for BCD errors.")] = 1000,
     seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            help="Measure morphology on Dask: 'local' (a LocalCluster, one worker process per "
+            "core), 'local:N' (N worker processes) or a scheduler address (tcp://host:8786; its "
+            "workers read the files at the same paths). Needs the morph-metrics 'dask' extra. "
+            "Default: a process pool on this machine. Results are identical."
+        ),
+    ] = None,
 ) -> None:
     """Morphology of real and generated galaxies, JSD and BCD tables (Table 1 layout), figures."""
     if protocol not in ("statmorph", "paper"):
         raise GalgenError(f"unknown protocol {protocol!r}; choose statmorph or paper")
-    table = galgen.evaluate(real, generated, out, protocol=protocol, n_boot=n_boot, seed=seed)
+    table = galgen.evaluate(
+        real, generated, out, protocol=protocol, n_boot=n_boot, seed=seed, scheduler=scheduler
+    )
     typer.echo(table)
 
 

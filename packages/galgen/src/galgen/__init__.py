@@ -10,6 +10,7 @@ these functions. Importing ``galgen`` is light: JAX and friends load on first us
     >>> gals.to_fits("gals.fits")
 """
 
+from galgen._distributed import init_distributed, is_distributed
 from galgen._errors import GalgenError
 from galgen._fits import write_fits
 from galgen._modelfile import read_model, write_model
@@ -46,6 +47,8 @@ __all__ = [
     "evaluate",
     "export",
     "info",
+    "init_distributed",
+    "is_distributed",
     "read_model",
     "redshifts_from",
     "reproduce",

@@ -220,8 +220,28 @@ def train(
     overrides: Sequence[str],
     resume: bool,
     seed: int,
+    coordinator: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+    heartbeat_timeout: int = 100,
 ) -> dict[str, Any]:
-    """Train ``model`` ('ddpm' or 'pmf') on the training split in ``data``; return a summary."""
+    """Train ``model`` ('ddpm' or 'pmf') on the training split in ``data``; return a summary.
+
+    Several processes (hosts, GPUs): launch this in each with the same arguments and
+    ``coordinator``/``num_processes``/``process_id`` (or their environment variables, or under
+    SLURM/Open MPI nothing: see `galgen._distributed.init_distributed`). Each process reads only
+    its block of every global batch (``train.batch_size`` is global and must be divisible by the
+    device count), the step runs data-parallel over all devices, process 0 alone writes
+    ``config.json`` and the metrics, checkpoints are written collectively to ``out`` (a shared
+    filesystem), and ``resume`` works with any process count. The result does not depend on the
+    process count (up to float summation order).
+    """
+    from galgen._distributed import assert_same, barrier, init_distributed
+
+    # before any JAX computation in this process
+    rank, nproc = init_distributed(
+        coordinator, num_processes, process_id, heartbeat_timeout=heartbeat_timeout
+    )
     import diffusion_core as dc
     import jax
     from galaxiesml_data import batches, open_split, sample_images
@@ -267,8 +287,22 @@ def train(
     # file, naming its first bad rows, before the run directory is touched
     check_values(ds)
     n, size, _, channels = ds.images.shape
+    bs, n_dev = int(cfg["train"]["batch_size"]), jax.device_count()
+    if bs % n_dev:
+        raise GalgenError(
+            f"train.batch_size={bs} is not divisible by the {n_dev} devices of the "
+            f"{nproc} process{'es' if nproc > 1 else ''} (it is the global batch)"
+        )
+
+    def agree_then_write() -> None:  # every process has passed its checks; process 0 writes
+        assert_same("training config", json.dumps({**cfg, "environment": None}, default=str))
+        if rank == 0:
+            out.mkdir(parents=True, exist_ok=True)
+            _write_json(cfg_path, cfg)
+        barrier("galgen.train.config_written")
+
     if resume:
-        _write_json(cfg_path, cfg)
+        agree_then_write()
     else:
         x = sample_images(ds, 2048, seed)  # one read serves the fit and the range
         import inspect
@@ -299,21 +333,31 @@ def train(
             "std": np.median(sky_noise(y, width), axis=0).tolist(),
         }
         cfg["image_size"], cfg["channels"] = int(size), int(channels)
-        cfg["environment"] = environment()
+        cfg["environment"] = {**environment(), "n_processes": nproc}
         check_config(cfg)  # every section, before anything is written
-        out.mkdir(parents=True, exist_ok=True)
-        _write_json(cfg_path, cfg)
+        agree_then_write()
     tf = load_transform(cfg)  # the stored transform, so a resumed run stretches identically
     net = _build(cfg)
     params = net.init(jax.random.key(seed))
     loss_fn = _objective(cfg, net)
     tcfg = dc.TrainConfig.from_dict({**cfg["train"], "seed": seed})
 
-    def batches_fn(start: int):
-        return batches(ds, tcfg.batch_size, seed=seed, start=start, transform=tf.forward)
+    def batches_fn(start: int):  # this process's block of every global batch
+        return batches(
+            ds, tcfg.batch_size, seed=seed, start=start, transform=tf.forward, shard=(rank, nproc)
+        )
 
-    state = dc.train(loss_fn, params, batches_fn, tcfg, out)
-    return {"step": int(state.step), "run": str(out)}
+    try:
+        state = dc.train(loss_fn, params, batches_fn, tcfg, out)
+    except RuntimeError as exc:
+        if nproc == 1:
+            raise
+        # the engine's one sentence (e.g. another process died), naming the last checkpoint
+        msg = str(exc).replace(
+            "relaunch every process to resume", "relaunch every process with --resume"
+        )
+        raise GalgenError(msg) from exc
+    return {"step": int(state.step), "run": str(out), "process": rank, "processes": nproc}
 
 
 def load_transform(cfg: dict[str, Any]):
@@ -406,6 +450,55 @@ def file_digest(path: Path) -> str:
     return h.hexdigest()
 
 
+class StampReader:
+    """Picklable ``reader(i, j)`` for :func:`morph_metrics.measure_chunks`: stamps ``i:j`` of a
+    GalaxiesML file, or its rows ``idx[i:j]`` when ``idx`` is given, as ``(j - i, H, W, 5)``
+    float32 linear flux. It holds only the absolute path and the index list and opens the file
+    (``galaxiesml_data.open_split``) in whichever process calls it, so Dask workers read their
+    own chunks (on a remote cluster the path must be valid on the workers)."""
+
+    def __init__(self, path: str | Path, idx: np.ndarray | None = None):
+        self.path = str(Path(path).resolve())
+        self.idx = None if idx is None else np.asarray(idx, np.int64)
+
+    def __call__(self, i: int, j: int) -> np.ndarray:
+        from galaxiesml_data import open_split
+
+        with open_split(self.path) as ds:
+            if self.idx is None:
+                return np.asarray(ds.images[i:j])
+            sel = self.idx[i:j]
+            order = np.argsort(sel)
+            x = np.empty((sel.size, *ds.images.shape[1:]), np.float32)
+            x[order] = ds.images[sel[order]]
+            return x
+
+
+#: stamps per Dask task of ``measure_file`` (several tasks per worker even for 1,024 galaxies;
+#: worker memory is about one task's stamps)
+DASK_CHUNK = 256
+
+
+class _LazyClient:
+    """A Dask client for ``scheduler`` started on first use (a fully cached ``evaluate`` never
+    starts a cluster); ``close`` stops it."""
+
+    def __init__(self, scheduler: str):
+        self.scheduler, self.client = scheduler, None
+
+    def get_executor(self, **kwargs: Any) -> Any:
+        if self.client is None:
+            import morph_metrics as mm
+
+            self.client = mm.dask_client(self.scheduler)
+        return self.client.get_executor(**kwargs)
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+
+
 def measure_file(
     path: Path,
     cache: Path,
@@ -413,11 +506,19 @@ def measure_file(
     n: int | None = None,
     chunk: int = 2048,
     idx: np.ndarray | None = None,
+    scheduler: Any = None,
 ) -> dict[str, np.ndarray]:
     """Morphology columns of the first ``n`` galaxies in ``path``, or of the galaxies ``idx`` (in
-    that order) when given (cached by file hash)."""
+    that order) when given (cached by file hash).
+
+    ``scheduler``: None = this machine (chunks of ``chunk`` stamps read here, a process pool of
+    all cores measures them); ``"local"`` / ``"local:N"`` = a Dask ``LocalCluster`` of one / N
+    worker processes per core; any other string = a Dask scheduler address; or an open Dask
+    client. On Dask each worker reads its own chunks of ``min(chunk, DASK_CHUNK)`` stamps from
+    ``path`` (:class:`StampReader`). The columns, and so the cache key, do not depend on it.
+    """
+    import morph_metrics as mm
     from galaxiesml_data import BANDS, PIXEL_SCALE, PSF_FWHM, open_split
-    from morph_metrics import measure
 
     ds = open_split(path)
     m = len(ds) if n is None else min(n, len(ds))
@@ -432,27 +533,21 @@ def measure_file(
     if (cols := read_cache(hit)) is not None:
         return cols
 
-    def read(i: int, j: int) -> np.ndarray:
-        if idx is None:
-            return np.asarray(ds.images[i:j])
-        sel = idx[i:j]
-        order = np.argsort(sel)
-        x = np.empty((sel.size, *ds.images.shape[1:]), np.float32)
-        x[order] = ds.images[sel[order]]
-        return x
-
-    parts = [
-        measure(
-            read(i, min(i + chunk, m)),
-            band=0,  # g, as in the study
-            protocol=protocol,
-            pixel_scale=PIXEL_SCALE,
-            psf_fwhm=PSF_FWHM[BANDS[0]],
-            progress=True,
-        )
-        for i in range(0, m, chunk)
-    ]
-    cols = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    reader = StampReader(path, idx)
+    kw: dict[str, Any] = {
+        "band": 0,  # g, as in the study
+        "protocol": protocol,
+        "pixel_scale": PIXEL_SCALE,
+        "psf_fwhm": PSF_FWHM[BANDS[0]],
+        "progress": True,
+    }
+    if scheduler is None:
+        cols = mm.measure_chunks(reader, m, chunk=chunk, **kw)
+    elif isinstance(scheduler, str):
+        with mm.dask_client(scheduler) as client:
+            cols = mm.measure_chunks(reader, m, chunk=min(chunk, DASK_CHUNK), client=client, **kw)
+    else:
+        cols = mm.measure_chunks(reader, m, chunk=min(chunk, DASK_CHUNK), client=scheduler, **kw)
     z = np.asarray(ds.redshift[:], np.float64)
     cols["redshift"] = z[:m] if idx is None else z[idx]
     write_cache(hit, cols)
@@ -510,9 +605,14 @@ def evaluate(
     seed: int,
     names: Sequence[str] | None = None,
     cache: Path | None = None,
+    scheduler: str | None = None,
 ) -> str:
     """``galgen evaluate``: morphology (Table 1), photometry, image statistics and photo-z tables
     (markdown + JSON) and figures under ``out``.
+
+    ``scheduler`` runs the morphology on Dask (:func:`measure_file`: ``"local"``, ``"local:N"``
+    or a scheduler address; one client for the whole call, started only if something is not
+    cached); None measures on this machine. The tables are the same either way.
 
     Every table has a "real vs real" row: the first n real galaxies against a redshift-matched
     draw from the validation split next to ``real`` (the training split if validation is too
@@ -528,6 +628,11 @@ def evaluate(
 
     for p in [real, *generated]:
         open_split(p, min_galaxies=1)  # missing, empty, corrupt or wrong-schema: named here
+    if scheduler is not None:
+        try:
+            mm.check_scheduler(scheduler)
+        except ImportError as exc:
+            raise GalgenError(f"--scheduler {scheduler}: {exc}") from None
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     cache = out / "cache" if cache is None else Path(cache)
@@ -543,12 +648,18 @@ def evaluate(
             nfe[label] = int(f.attrs.get("nfe", 0))
             n_max = max(n_max, f["specz_redshift"].shape[0])
         labels.append(label)
-        gen_cols[label] = measure_file(Path(g), cache, protocol)
-    ref = measure_file(Path(real), cache, protocol, n=n_max or None)
-    rows = {lab: compare(ref, gen_cols[lab], lab, n_boot, seed) for lab in labels}
-    n_ref = len(ref["redshift"])
-    floor_path, floor_idx = pe.floor_indices(Path(real), n_ref)
-    ref2 = measure_file(floor_path, cache, protocol, idx=floor_idx)
+    dask = None if scheduler is None else _LazyClient(scheduler)
+    try:
+        for label, g in zip(labels, generated):
+            gen_cols[label] = measure_file(Path(g), cache, protocol, scheduler=dask)
+        ref = measure_file(Path(real), cache, protocol, n=n_max or None, scheduler=dask)
+        rows = {lab: compare(ref, gen_cols[lab], lab, n_boot, seed) for lab in labels}
+        n_ref = len(ref["redshift"])
+        floor_path, floor_idx = pe.floor_indices(Path(real), n_ref)
+        ref2 = measure_file(floor_path, cache, protocol, idx=floor_idx, scheduler=dask)
+    finally:
+        if dask is not None:
+            dask.close()
     floor = mm.real_floor(ref, ref2, ref["redshift"], STATS, n_boot=n_boot, seed=seed)
     floor |= {"n": n_ref, "n_good": int(np.sum((ref["flag"] == 0) & (ref2["flag"] == 0)))}
     rows = {pe.FLOOR: floor, **rows}

@@ -3,7 +3,9 @@
 Measure semi-major axis, ellipticity, Sérsic index and isophotal area on ``(N, H, W, C)`` stamps
 with :func:`measure` (``protocol="statmorph"`` or ``"paper"``), then compare a generated sample to
 a reference one with :func:`jsd` on :func:`histograms` and with :func:`bcd`, and format the
-results like the reference study's Table 1 with :func:`format_table`.
+results like the reference study's Table 1 with :func:`format_table`. :func:`measure_chunks`
+measures a file too large for memory chunk by chunk through a reader, locally or on a Dask cluster
+(:func:`dask_client`, extra ``morph-metrics[dask]``).
 
 Photometry (:func:`photometry`: aperture fluxes, asinh magnitudes, colours), image statistics
 (:func:`sky_noise`, :func:`border_excess`, :func:`radial_profile`, :func:`pixel_histogram`), the
@@ -11,6 +13,7 @@ real-vs-real floor (:func:`real_floor`, :func:`floor_ratio`) and photometric red
 (:class:`PhotoZ`, extra ``morph-metrics[photoz]``) are morphology's neighbours.
 """
 
+from ._dask import check_scheduler, dask_client
 from ._floor import (
     bcd_units,
     column_edges,
@@ -29,7 +32,7 @@ from ._imagestats import (
     sky_noise,
     sky_ratio,
 )
-from ._measure import PROTOCOLS, Flag, measure
+from ._measure import PROTOCOLS, Flag, measure, measure_chunks
 from ._metrics import (
     BCD_EDGES,
     DEFAULT_BINS,
@@ -83,6 +86,7 @@ __all__ = [
     "asinh_mag",
     "bcd",
     "bcd_units",
+    "check_scheduler",
     "binned_median_offset",
     "binned_quantiles",
     "border_excess",
@@ -94,6 +98,7 @@ __all__ = [
     "column_edges",
     "compare",
     "compare_columns",
+    "dask_client",
     "default_edges",
     "floor_ratio",
     "flux_edges",
@@ -105,6 +110,7 @@ __all__ = [
     "jsd_bootstrap",
     "match_redshifts",
     "measure",
+    "measure_chunks",
     "photometry",
     "photometry_edges",
     "photoz_features",

@@ -6,6 +6,7 @@ import concurrent.futures as cf
 import enum
 import os
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -506,6 +507,156 @@ def _per_stamp(name: str, arr: Any, shape: tuple[int, ...], band: int, dtype: An
     return arr.astype(dtype, copy=False)
 
 
+#: ``measure`` settings that :func:`measure_chunks` forwards (everything but the per-stamp arrays
+#: and the executor options).
+_SETTINGS = (
+    "survey",
+    "pixel_scale",
+    "psf_fwhm",
+    "psf",
+    "gain",
+    "deblend_contrast",
+    "deblend_levels",
+    "deblend_smooth",
+    "detect_fwhm",
+    "n_sigma",
+    "n_pixels",
+    "statmorph_all",
+)
+
+
+def _resolve(
+    where: str,
+    shape: tuple[int, ...],
+    band: int | str = 0,
+    protocol: str = "statmorph",
+    *,
+    survey: Survey | None = None,
+    pixel_scale: float | None = None,
+    psf_fwhm: float | None = None,
+    psf: np.ndarray | None = None,
+    gain: float | None = None,
+    deblend_contrast: float | None = None,
+    deblend_levels: int = DEBLEND_LEVELS,
+    deblend_smooth: float | None = None,
+    detect_fwhm: float = DETECT_FWHM_PX,
+    n_sigma: float = 1.5,
+    n_pixels: int = 5,
+    statmorph_all: bool = False,
+) -> tuple[_Params, int]:
+    """Check :func:`measure`'s settings for stamps of ``shape`` ``(N, H, W, C)`` (errors start
+    with ``where``); returns the per-stamp parameters and the band as a channel index."""
+    c = shape[-1]
+    if survey is not None:
+        kw = survey.kwargs(band)
+        band = kw["band"]
+        pixel_scale = kw["pixel_scale"] if pixel_scale is None else pixel_scale
+        if psf is None and psf_fwhm is None:
+            psf_fwhm = kw["psf_fwhm"]
+        gain = kw["gain"] if gain is None else gain
+    elif isinstance(band, str):
+        raise ValueError(f"{where}: band={band!r} given by name needs survey= (e.g. HSC)")
+    if not -c <= band < c:
+        raise ValueError(f"{where}: band={band} out of range for {c} channels")
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"{where}: protocol must be one of {PROTOCOLS}, got {protocol!r}")
+    if deblend_contrast is None:
+        deblend_contrast = STATMORPH_CONTRAST if protocol == "statmorph" else PAPER_CONTRAST
+    if deblend_smooth is None:
+        deblend_smooth = DEBLEND_SMOOTH if protocol == "statmorph" else 0.0
+    if not deblend_smooth >= 0:
+        raise ValueError(f"{where}: deblend_smooth must be >= 0, got {deblend_smooth}")
+    if not 0 <= deblend_contrast:
+        raise ValueError(f"{where}: deblend_contrast must be >= 0, got {deblend_contrast}")
+
+    kernel = None
+    if protocol == "statmorph":
+        if psf is not None:
+            kernel = np.asarray(psf, dtype=np.float64)
+            if kernel.ndim != 2 or not np.all(np.isfinite(kernel)) or not kernel.sum() > 0:
+                raise ValueError(f"{where}: psf must be a finite 2-D kernel with positive sum")
+            kernel = kernel / kernel.sum()
+        elif psf_fwhm is not None:
+            if pixel_scale is None:
+                raise ValueError(
+                    f"{where}: pixel_scale= (arcsec/px) is required to use psf_fwhm= (arcsec); "
+                    "or pass survey="
+                )
+            if not (pixel_scale > 0 and psf_fwhm > 0):
+                raise ValueError(
+                    f"{where}: pixel_scale and psf_fwhm must be > 0, got {pixel_scale}, {psf_fwhm}"
+                )
+            kernel = gaussian_psf(psf_fwhm / pixel_scale)
+        else:
+            raise ValueError(
+                f"{where}: protocol='statmorph' needs a PSF: psf_fwhm= (arcsec, with "
+                "pixel_scale=), psf= (kernel in px) or survey= (e.g. HSC); without it the "
+                "Sérsic index is strongly biased"
+            )
+    params = _Params(
+        protocol=protocol,
+        psf=kernel,
+        gain=gain,
+        n_sigma=float(n_sigma),
+        n_pixels=int(n_pixels),
+        smooth_sigma=1.5,
+        min_mean_snr=0.5,
+        statmorph_all=bool(statmorph_all),
+        contrast=float(deblend_contrast),
+        n_levels=int(deblend_levels),
+        detect_fwhm=float(detect_fwhm),
+        smooth=float(deblend_smooth),
+    )
+    return params, int(band)
+
+
+def _progress(n: int, progress: bool, protocol: str) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=n, disable=not progress, unit="stamp", desc=f"measure[{protocol}]")
+
+
+def _run(
+    fn: Callable[..., dict[str, np.ndarray]],
+    args: Sequence[tuple[Any, ...]],
+    *,
+    executor: cf.Executor | None,
+    n_workers: int | None,
+    bar: Any,
+) -> list[dict[str, np.ndarray]]:
+    """``[fn(*a) for a in args]`` in the order of ``args``: in this process when there is no
+    executor and ``n_workers == 1`` or a single task; else on ``executor`` (or a process pool of
+    ``n_workers``, None = all cores, shut down at the end), collected as they complete. Each
+    result (a dict of columns) advances ``bar`` by its rows. On an error the tasks not yet
+    started are cancelled and the error is raised here."""
+    parts: list[Any] = [None] * len(args)
+    if executor is None and (n_workers == 1 or len(args) <= 1):
+        for j, a in enumerate(args):
+            parts[j] = fn(*a)
+            bar.update(parts[j]["flag"].size)
+        return parts
+    own_pool = None
+    if executor is None:
+        own_pool = executor = cf.ProcessPoolExecutor(max_workers=n_workers or os.cpu_count() or 1)
+    futures: dict[cf.Future, int] = {}
+    try:
+        futures = {executor.submit(fn, *a): j for j, a in enumerate(args)}
+        for fut in cf.as_completed(futures):
+            j = futures[fut]
+            parts[j] = fut.result()
+            bar.update(parts[j]["flag"].size)
+    finally:
+        for fut in futures:
+            fut.cancel()  # no-op for finished tasks
+        if own_pool is not None:
+            own_pool.shutdown(cancel_futures=True)
+    return parts
+
+
+def _concat(parts: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    return {k: np.concatenate([pt[k] for pt in parts]) for k in parts[0]}
+
+
 def measure(
     images: np.ndarray,
     band: int | str = 0,
@@ -571,7 +722,8 @@ def measure(
             (fills ``half_light_radius``, ``concentration``, ``asymmetry``, ``smoothness``,
             ``gini``, ``m20``, otherwise NaN) and statmorph's Gini/MID segmap check.
         executor: any ``concurrent.futures.Executor`` (e.g. a Dask cluster's
-            ``client.get_executor()``); None = a process pool of ``n_workers`` processes.
+            ``client.get_executor()``); None = a process pool of ``n_workers`` processes. For
+            stamps read from a file by the workers themselves, see :func:`measure_chunks`.
         n_workers: processes of the default pool (None = all cores); 1 = run in this process.
         chunk_size: stamps per task.
         progress: show a tqdm progress bar (stamps done).
@@ -593,109 +745,155 @@ def measure(
     n, h, w, c = images.shape
     if n == 0 or h == 0 or w == 0:
         raise ValueError(f"measure: empty image batch, shape {images.shape}")
-    if survey is not None:
-        kw = survey.kwargs(band)
-        band = kw["band"]
-        pixel_scale = kw["pixel_scale"] if pixel_scale is None else pixel_scale
-        if psf is None and psf_fwhm is None:
-            psf_fwhm = kw["psf_fwhm"]
-        gain = kw["gain"] if gain is None else gain
-    elif isinstance(band, str):
-        raise ValueError(f"measure: band={band!r} given by name needs survey= (e.g. HSC)")
-    if not -c <= band < c:
-        raise ValueError(f"measure: band={band} out of range for {c} channels")
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"measure: protocol must be one of {PROTOCOLS}, got {protocol!r}")
     if chunk_size < 1:
         raise ValueError(f"measure: chunk_size must be >= 1, got {chunk_size}")
-    if deblend_contrast is None:
-        deblend_contrast = STATMORPH_CONTRAST if protocol == "statmorph" else PAPER_CONTRAST
-    if deblend_smooth is None:
-        deblend_smooth = DEBLEND_SMOOTH if protocol == "statmorph" else 0.0
-    if not deblend_smooth >= 0:
-        raise ValueError(f"measure: deblend_smooth must be >= 0, got {deblend_smooth}")
-    if not 0 <= deblend_contrast:
-        raise ValueError(f"measure: deblend_contrast must be >= 0, got {deblend_contrast}")
-    if variance is not None and gain is not None:
+    params, band = _resolve(
+        "measure",
+        images.shape,
+        band,
+        protocol,
+        survey=survey,
+        pixel_scale=pixel_scale,
+        psf_fwhm=psf_fwhm,
+        psf=psf,
+        gain=gain,
+        deblend_contrast=deblend_contrast,
+        deblend_levels=deblend_levels,
+        deblend_smooth=deblend_smooth,
+        detect_fwhm=detect_fwhm,
+        n_sigma=n_sigma,
+        n_pixels=n_pixels,
+        statmorph_all=statmorph_all,
+    )
+    if variance is not None and params.gain is not None:
         raise ValueError("measure: pass gain= or variance=, not both (variance is the total)")
     if variance is not None:
         variance = _per_stamp("variance", variance, images.shape, band, np.float64)
     if mask is not None:
         mask = _per_stamp("mask", mask, images.shape, band, bool)
-
-    kernel = None
-    if protocol == "statmorph":
-        if psf is not None:
-            kernel = np.asarray(psf, dtype=np.float64)
-            if kernel.ndim != 2 or not np.all(np.isfinite(kernel)) or not kernel.sum() > 0:
-                raise ValueError("measure: psf must be a finite 2-D kernel with positive sum")
-            kernel = kernel / kernel.sum()
-        elif psf_fwhm is not None:
-            if pixel_scale is None:
-                raise ValueError(
-                    "measure: pixel_scale= (arcsec/px) is required to use psf_fwhm= (arcsec); "
-                    "or pass survey="
-                )
-            if not (pixel_scale > 0 and psf_fwhm > 0):
-                raise ValueError(
-                    f"measure: pixel_scale and psf_fwhm must be > 0, got {pixel_scale}, {psf_fwhm}"
-                )
-            kernel = gaussian_psf(psf_fwhm / pixel_scale)
-        else:
-            raise ValueError(
-                "measure: protocol='statmorph' needs a PSF: psf_fwhm= (arcsec, with "
-                "pixel_scale=), psf= (kernel in px) or survey= (e.g. HSC); without it the "
-                "Sérsic index is strongly biased"
-            )
-    params = _Params(
-        protocol=protocol,
-        psf=kernel,
-        gain=gain,
-        n_sigma=float(n_sigma),
-        n_pixels=int(n_pixels),
-        smooth_sigma=1.5,
-        min_mean_snr=0.5,
-        statmorph_all=bool(statmorph_all),
-        contrast=float(deblend_contrast),
-        n_levels=int(deblend_levels),
-        detect_fwhm=float(detect_fwhm),
-        smooth=float(deblend_smooth),
-    )
     stamps = images[..., band]
 
-    def sl(s: int) -> tuple[np.ndarray | None, ...]:
-        return tuple(
-            None if a is None else np.ascontiguousarray(a[s : s + chunk_size])
-            for a in (stamps, variance, mask)
+    def sl(a: np.ndarray | None, s: int) -> np.ndarray | None:
+        return None if a is None else np.ascontiguousarray(a[s : s + chunk_size])
+
+    args = [(sl(stamps, s), params, sl(variance, s), sl(mask, s)) for s in range(0, n, chunk_size)]
+    with _progress(n, progress, protocol) as bar:
+        parts = _run(_measure_chunk, args, executor=executor, n_workers=n_workers, bar=bar)
+    return _concat(parts)
+
+
+def _read_band(reader: Callable[[int, int], Any], i: int, j: int, shape: tuple, band: int):
+    """``reader(i, j)`` checked against ``(j - i, *shape)``; the ``(j - i, H, W)`` band."""
+    x = _check_images(reader(i, j), f"measure_chunks: reader({i}, {j})")
+    if x.shape != (j - i, *shape):
+        raise ValueError(
+            f"measure_chunks: reader({i}, {j}) returned shape {x.shape}; expected {(j - i, *shape)}"
         )
+    return np.ascontiguousarray(x[..., band])
 
-    def _args(s: int) -> tuple[Any, ...]:
-        st, va, ma = sl(s)
-        return st, params, va, ma
 
-    starts = list(range(0, n, chunk_size))
-    parts: list[dict[str, np.ndarray] | None] = [None] * len(starts)
+def _read_and_measure(
+    reader: Callable[[int, int], Any], i: int, j: int, shape: tuple, band: int, p: _Params
+) -> dict[str, np.ndarray]:
+    """One task of :func:`measure_chunks`: read stamps ``i:j`` where it runs, measure them."""
+    return _measure_chunk(_read_band(reader, i, j, shape, band), p)
 
-    from tqdm.auto import tqdm
 
-    bar = tqdm(total=n, disable=not progress, unit="stamp", desc=f"measure[{protocol}]")
-    own_pool = None
-    try:
-        if executor is None and (n_workers == 1 or len(starts) == 1):
-            for j, s in enumerate(starts):
-                parts[j] = _measure_chunk(*_args(s))
-                bar.update(parts[j]["flag"].size)
-        else:
-            if executor is None:
-                workers = n_workers or os.cpu_count() or 1
-                own_pool = executor = cf.ProcessPoolExecutor(max_workers=workers)
-            futures = {executor.submit(_measure_chunk, *_args(s)): j for j, s in enumerate(starts)}
-            for fut in cf.as_completed(futures):
-                j = futures[fut]
-                parts[j] = fut.result()
-                bar.update(parts[j]["flag"].size)
-    finally:
-        bar.close()
-        if own_pool is not None:
-            own_pool.shutdown(cancel_futures=True)
-    return {k: np.concatenate([pt[k] for pt in parts]) for k in parts[0]}
+def measure_chunks(
+    reader: Callable[[int, int], Any],
+    n: int,
+    band: int | str = 0,
+    protocol: str = "statmorph",
+    *,
+    chunk: int = 2048,
+    client: Any = None,
+    executor: cf.Executor | None = None,
+    n_workers: int | None = None,
+    chunk_size: int = 64,
+    progress: bool = False,
+    **settings: Any,
+) -> dict[str, np.ndarray]:
+    """:func:`measure` of ``n`` stamps that are read ``chunk`` at a time, never all at once.
+
+    ``reader(i, j)`` returns stamps ``i`` to ``j - 1`` as ``(j - i, H, W, C)`` (or
+    ``(j - i, H, W)``) linear flux, e.g. a slice of an HDF5 or memory-mapped file that the reader
+    opens itself. Rows come back in reader order, equal to ``measure(all_stamps, ...)``.
+
+    - ``client`` (a ``dask.distributed.Client``, see :func:`dask_client`) or ``executor`` (any
+      ``concurrent.futures.Executor``): each chunk is one task that calls ``reader`` and measures
+      on the worker, so ``reader`` must be picklable (a top-level class holding a path, not an
+      open file handle or a lambda) and, on a remote cluster, able to reach the data from the
+      workers. Memory per worker is about one chunk of stamps; this process holds only the
+      result columns. Dask recomputes the tasks of a worker lost mid-run; each chunk's result is
+      taken once, so no row is lost or duplicated.
+    - neither: this process reads the chunks in order and spreads each over a process pool of
+      ``n_workers`` (None = all cores, 1 = in this process) in tasks of ``chunk_size`` stamps,
+      as :func:`measure` does; memory is about one chunk.
+
+    Args:
+        reader: ``reader(i, j) -> (j - i, H, W, C)`` array; ``reader(0, 1)`` is called here
+            once first, to check the layout and every setting before any task is sent.
+        n: number of stamps (rows ``0 .. n - 1``).
+        band, protocol: as in :func:`measure`.
+        chunk: stamps per read (and per task on ``client``/``executor``).
+        client: a Dask client (anything with ``get_executor()``); dask is imported only by it.
+        executor: any ``concurrent.futures.Executor``; not with ``client``.
+        n_workers, chunk_size: the local pool when neither is given (see above).
+        progress: a tqdm progress bar of stamps done.
+        **settings: :func:`measure`'s survey and segmentation settings (``survey``,
+            ``pixel_scale``, ``psf_fwhm``, ``psf``, ``gain``, ``deblend_*``, ``detect_fwhm``,
+            ``n_sigma``, ``n_pixels``, ``statmorph_all``); per-stamp ``variance``/``mask`` are
+            not supported here.
+
+    Returns:
+        :func:`measure`'s dict of ``(n,)`` columns.
+
+    Raises:
+        ValueError: ``n``/``chunk`` < 1, both ``client`` and ``executor``, a reader result of
+            the wrong shape or layout (naming the rows), or any setting :func:`measure` refuses.
+        TypeError: an unknown setting (or ``variance``/``mask``).
+    """
+    where = "measure_chunks"
+    unknown = sorted(set(settings) - set(_SETTINGS))
+    if unknown:
+        raise TypeError(
+            f"{where}: unexpected keyword argument(s) {', '.join(unknown)}; it takes "
+            f"{', '.join(_SETTINGS)} (per-stamp variance/mask only through measure)"
+        )
+    if n < 1 or chunk < 1 or chunk_size < 1:
+        raise ValueError(
+            f"{where}: n, chunk and chunk_size must be >= 1, got {n}, {chunk}, {chunk_size}"
+        )
+    if client is not None and executor is not None:
+        raise ValueError(f"{where}: pass client= or executor=, not both")
+    first = _check_images(reader(0, 1), f"{where}: reader(0, 1)")
+    if first.shape[0] != 1:
+        raise ValueError(f"{where}: reader(0, 1) returned {first.shape[0]} stamps; expected 1")
+    shape = first.shape[1:]
+    params, band = _resolve(where, first.shape, band, protocol, **settings)
+    del first
+    spans = [(i, min(i + chunk, n)) for i in range(0, n, chunk)]
+    if client is not None:
+        executor = client.get_executor(pure=False)
+    with _progress(n, progress, protocol) as bar:
+        if executor is not None:
+            tasks = [(reader, i, j, shape, band, params) for i, j in spans]
+            return _concat(
+                _run(_read_and_measure, tasks, executor=executor, n_workers=None, bar=bar)
+            )
+        pool = None
+        if n_workers != 1 and n > chunk_size:
+            pool = cf.ProcessPoolExecutor(max_workers=n_workers or os.cpu_count() or 1)
+        parts = []
+        try:
+            for i, j in spans:
+                stamps = _read_band(reader, i, j, shape, band)
+                sub = [(stamps[s : s + chunk_size], params) for s in range(0, j - i, chunk_size)]
+                parts.append(
+                    _concat(_run(_measure_chunk, sub, executor=pool, n_workers=1, bar=bar))
+                )
+                del stamps, sub
+        finally:
+            if pool is not None:
+                pool.shutdown(cancel_futures=True)
+    return _concat(parts)
