@@ -123,3 +123,33 @@ def test_executors_give_identical_results_in_order():
     perm = np.random.default_rng(0).permutation(9)
     rev = measure(imgs[perm], protocol="paper", chunk_size=2, n_workers=1)
     np.testing.assert_array_equal(rev["semi_major_axis"], ref["semi_major_axis"][perm])
+
+
+def test_own_pool_spawns_after_an_accelerator_backend_started(monkeypatch):
+    """CUDA does not survive a fork: once JAX runs on a GPU (here a stand-in module reporting
+    one), measure's own pool must spawn its workers — and give the same rows as in-process."""
+    import sys
+    import types
+
+    from morph_metrics import _measure
+
+    made = []
+    real_pool = cf.ProcessPoolExecutor
+
+    def recording_pool(*args, **kwargs):
+        made.append(kwargs.get("mp_context"))
+        return real_pool(*args, **kwargs)
+
+    monkeypatch.setattr(_measure.cf, "ProcessPoolExecutor", recording_pool)
+    imgs = _batch(6)
+    ref = measure(imgs, protocol="paper", n_workers=1)
+
+    monkeypatch.setitem(sys.modules, "jax", types.SimpleNamespace(default_backend=lambda: "cpu"))
+    measure(imgs, protocol="paper", chunk_size=3, n_workers=2)
+    assert made[-1] is None  # CPU-only JAX: the platform default (fork on Linux)
+
+    monkeypatch.setitem(sys.modules, "jax", types.SimpleNamespace(default_backend=lambda: "gpu"))
+    got = measure(imgs, protocol="paper", chunk_size=3, n_workers=2)
+    assert made[-1].get_start_method() == "spawn"
+    for k in ref:
+        np.testing.assert_array_equal(got[k], ref[k], err_msg=k)

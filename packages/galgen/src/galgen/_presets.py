@@ -110,6 +110,17 @@ _LOSS_LS_GRID = {
     "Huber-NLS": {"objective.loss": "huber", "objective.label_smoothing": 0.0},
 }
 
+#: Training overrides shared by the gpu-short runs: batch 128 (the study's) and a learning rate
+#: between the tiny nets' 2e-3 and the study's 5e-5, for a few thousand steps on wider nets.
+_GPU_SHORT_TRAIN = {
+    "train.batch_size": 128,
+    "train.lr": 1e-3,
+    "train.warmup_steps": 100,
+    "train.ema_decay": 0.999,
+    "train.log_every": 100,
+    "train.checkpoint_every": 1000,
+}
+
 #: What ``galgen reproduce --preset NAME`` runs. ``ddpm_steps`` is the number of ancestral steps
 #: of the "DDPM-1000" row (reduced on CPU presets; the report says so). ``bench_repeats``: timed
 #: calls per method after the compiling one (default 3; Table 2 reports their median). ``ablations`` maps a
@@ -148,6 +159,19 @@ REPRODUCE_PRESETS: dict[str, dict[str, Any]] = {
         "ddpm_steps": 1000,
         "protocol": "statmorph",
         "bench_batch": 16,
+        "bench_repeats": 1,
+    },
+    # <= 10 min on one H200 with a 16-core host (docs/results.md, "GPU"): 64x64x5 data, a
+    # mid-size DDPM (the CPU recipe on a ch=32 U-Net, 3.9M parameters) and pmf-1m, 2,048 test
+    # galaxies. Step counts are sized to the time budget, not to convergence.
+    "gpu-short": {
+        "data": {"n_train": 16384, "n_val": 512, "n_test": 2048, "size": 64},
+        "ddpm": ("ddpm-cpu", {"backbone.ch": 32, **_GPU_SHORT_TRAIN, "train.steps": 3000}),
+        "pmf": ("pmf-cpu", {"backbone.preset": "pmf-1m", **_GPU_SHORT_TRAIN, "train.steps": 2000}),
+        "n_eval": 2048,
+        "ddpm_steps": 1000,
+        "protocol": "statmorph",
+        "bench_batch": 256,
         "bench_repeats": 1,
     },
     "test": {  # the micro end-to-end run of the CLI tests

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import enum
+import multiprocessing as mp
 import os
+import sys
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -616,6 +618,26 @@ def _progress(n: int, progress: bool, protocol: str) -> Any:
     return tqdm(total=n, disable=not progress, unit="stamp", desc=f"measure[{protocol}]")
 
 
+def _accelerator_live() -> bool:
+    """True when this process has imported JAX and its default backend is not the CPU."""
+    jax = sys.modules.get("jax")
+    if jax is None:
+        return False
+    try:
+        return jax.default_backend() != "cpu"
+    except Exception:  # a broken or half-configured jax install: no accelerator to protect
+        return False
+
+
+def _process_pool(n_workers: int | None) -> cf.ProcessPoolExecutor:
+    """A pool of ``n_workers`` processes (None = all cores). The platform's default start method
+    (fork on Linux: fast, no ``__main__`` guard needed), except after JAX has started a GPU or TPU
+    backend: CUDA does not survive a fork (the children abort with CUDA_ERROR_NOT_INITIALIZED and
+    the pool breaks), so then the workers are spawned."""
+    ctx = mp.get_context("spawn") if _accelerator_live() else None
+    return cf.ProcessPoolExecutor(max_workers=n_workers or os.cpu_count() or 1, mp_context=ctx)
+
+
 def _run(
     fn: Callable[..., dict[str, np.ndarray]],
     args: Sequence[tuple[Any, ...]],
@@ -637,7 +659,7 @@ def _run(
         return parts
     own_pool = None
     if executor is None:
-        own_pool = executor = cf.ProcessPoolExecutor(max_workers=n_workers or os.cpu_count() or 1)
+        own_pool = executor = _process_pool(n_workers)
     futures: dict[cf.Future, int] = {}
     try:
         futures = {executor.submit(fn, *a): j for j, a in enumerate(args)}
@@ -883,7 +905,7 @@ def measure_chunks(
             )
         pool = None
         if n_workers != 1 and n > chunk_size:
-            pool = cf.ProcessPoolExecutor(max_workers=n_workers or os.cpu_count() or 1)
+            pool = _process_pool(n_workers)
         parts = []
         try:
             for i, j in spans:
