@@ -7,6 +7,12 @@
 #
 #     bash bench/gpu_short.sh [OUT_DIR] [SITE_TAR] [TIME_LIMIT_S]
 #
+# SITE_TAR was made on the CPU machine: `pip download --no-deps --only-binary=:all:
+# --python-version 3.12 --platform manylinux_2_28_x86_64 ...` of each package (statmorph copied
+# from an installed environment, as it has no wheel), every wheel unzipped into one folder, the
+# extension modules stripped (`strip --strip-unneeded`; galsim's 194 MB -> 4 MB) and galsim's
+# share/{SEDs,roman,sensors} and include/ removed: 8.9 MB as tar.xz.
+#
 # Writes OUT_DIR/run (the reproduce directory), OUT_DIR/log.txt and OUT_DIR/results.tgz (report,
 # tables, stage records, training metrics, figures; no samples or checkpoints).
 set -uo pipefail

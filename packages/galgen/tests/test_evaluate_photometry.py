@@ -6,6 +6,7 @@ No training: the "generated" sets are copies of the real test stamps with plante
 """
 
 import json
+import re
 
 import galgen
 import h5py
@@ -58,6 +59,12 @@ def test_evaluate_writes_every_table_and_figure(evaluated):
     phot = (out / "photometry.md").read_text()
     assert phot.count("| real vs real |") == 2  # JSD and BCD tables
     assert "| real test |" in (out / "photoz.md").read_text()
+    # every row of every markdown table has as many cells as its header (no bare | in a cell)
+    for name in ("table1", "photometry", "imagestats", "photoz"):
+        for block in (out / f"{name}.md").read_text().split("\n\n"):
+            rows = [ln for ln in block.splitlines() if ln.startswith("|")]
+            cells = {len(re.split(r"(?<!\\)\|", ln)) for ln in rows}
+            assert len(cells) <= 1, (name, block[:200])
 
 
 def test_planted_defects_land_in_the_right_cells(evaluated):

@@ -269,7 +269,7 @@ def photoz_table(pz, ref: dict, gens: dict[str, dict], bands: Sequence[str]) -> 
 
 def photoz_markdown(t: dict[str, Any]) -> str:
     lines = [
-        "| Set | NMAD Δz/(1+z) | bias (median) | outlier rate (|Δz|/(1+z) > "
+        "| Set | NMAD Δz/(1+z) | bias (median) | outlier rate (\\|Δz\\|/(1+z) > "
         f"{t['outlier_threshold']}) | N |",
         "|---|---|---|---|---|",
     ]
