@@ -22,8 +22,10 @@ from diffusion_core import (
     load_checkpoint,
     load_ema_params,
     make_optimizer,
+    step_compiler_options,
     train,
 )
+from diffusion_core._engine import CPU_STEP_COMPILER_OPTIONS
 
 HERE = Path(__file__).parent
 
@@ -372,3 +374,51 @@ def test_checkpoint_of_another_network_is_one_sentence(tmp_path):
         load_ema_params(tmp_path / "run", params_like=wider)
     for err in (e, e2):
         assert "checkpoints" in str(err.value) and len(str(err.value)) < 400
+
+
+def _conv_loss(params, batch, key):
+    """A two-layer 3x3 conv net (the layers whose CPU kernels step_compiler_options changes)."""
+    conv = lambda x, w: jax.lax.conv_general_dilated(  # noqa: E731
+        x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
+    x = batch["x"] + 0.1 * jax.random.normal(key, batch["x"].shape)
+    y = conv(jax.nn.gelu(conv(x, params["w1"])), params["w2"])
+    return jax.numpy.mean((y - batch["x"]) ** 2), {}
+
+
+def test_one_step_of_the_tuned_cpu_step_matches_the_old_formula(tmp_path):
+    """The engine's step, compiled with `step_compiler_options` (on the CPU: convolutions by
+    Eigen instead of YNNPACK), equals the old formula — gradient compiled with XLA's defaults,
+    AdamW, EMA — up to float32 reassociation."""
+    rng = np.random.default_rng(0)
+    params = {
+        "w1": rng.normal(0, 0.2, (3, 3, 3, 8)).astype(np.float32),
+        "w2": rng.normal(0, 0.2, (3, 3, 8, 3)).astype(np.float32),
+    }
+    x = rng.normal(size=(8, 16, 16, 3)).astype(np.float32)
+    config = cfg(steps=1, optimizer="adamw", weight_decay=0.1, ema_decay=0.9, seed=5, lr=1e-3)
+    state = train(_conv_loss, params, lambda start: iter(lambda: {"x": x}, None), config, tmp_path)
+    tx = make_optimizer(config)
+    g = jax.jit(jax.grad(lambda p, b, k: _conv_loss(p, b, k)[0]))(
+        params, {"x": x}, jax.random.fold_in(jax.random.key(5), 0)
+    )
+    upd, _ = tx.update(g, tx.init(params), params)
+    new = optax.apply_updates(params, upd)
+    ema = jax.tree.map(lambda e, p: 0.9 * e + 0.1 * p, params, new)
+    for got, want in ((state.params, new), (state.ema_params, ema)):
+        for a, b in zip(dc_toy.leaves(got), dc_toy.leaves(want), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(dc_toy.leaves(state.params)[0], params["w1"])
+    assert state.step == 1
+
+
+def test_step_compiler_options(monkeypatch):
+    """On the CPU the tuned options apply, unless XLA_FLAGS sets the same option itself."""
+    cpu = jax.devices("cpu")
+    monkeypatch.setenv("XLA_FLAGS", "")
+    opts = step_compiler_options(cpu)
+    if opts is not None:  # None only where this jaxlib rejects the option
+        assert opts == CPU_STEP_COMPILER_OPTIONS
+    (name,) = CPU_STEP_COMPILER_OPTIONS
+    monkeypatch.setenv("XLA_FLAGS", f"--{name}=LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT")
+    assert step_compiler_options(cpu) is None

@@ -27,6 +27,7 @@ from ._engine import (
     load_checkpoint,
     load_ema_params,
     make_optimizer,
+    step_compiler_options,
     train,
 )
 from ._losses import huber_loss
@@ -61,5 +62,6 @@ __all__ = [
     "load_checkpoint",
     "load_ema_params",
     "make_optimizer",
+    "step_compiler_options",
     "train",
 ]

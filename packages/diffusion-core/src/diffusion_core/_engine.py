@@ -4,8 +4,10 @@ progress, metrics, data parallelism over a `jax.sharding.Mesh`."""
 from __future__ import annotations
 
 import collections
+import functools
 import itertools
 import json
+import os
 import signal
 import threading
 import time
@@ -79,6 +81,48 @@ def ema_update(ema: Any, params: Any, decay: float) -> Any:
 def _all_finite(tree: Any) -> jax.Array:
     leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+
+
+#: XLA:CPU compiler options of the train step (issue 21, measured on 2 cores). jaxlib 0.10 hands
+#: every convolution to YNNPACK, whose weight-gradient convolution (a conv whose window is the
+#: whole feature map) runs up to 4.5x slower than Eigen's (32 vs 144 GFLOP/s for a 3x3 128->128
+#: conv at 64x64; half of a ddpm-paper step). These options keep YNNPACK for dots and reductions
+#: only, so convolutions go to Eigen: ddpm-paper 64x64 b32 +39-57 %, ddpm-tiny 32x32 +18-26 %.
+#: Not applied when XLA_FLAGS already sets ``xla_cpu_experimental_ynn_fusion_type`` (the user's
+#: choice wins), off the CPU, or where this jaxlib rejects the option.
+CPU_STEP_COMPILER_OPTIONS: dict[str, str] = {
+    "xla_cpu_experimental_ynn_fusion_type": (
+        "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE"
+    ),
+}
+
+
+@functools.cache
+def _cpu_options_supported(items: tuple[tuple[str, str], ...]) -> bool:
+    """Whether this jaxlib's CPU compiler accepts ``items`` (one tiny compile, cached)."""
+    x = jax.device_put(np.float32(0), jax.devices("cpu")[0])
+    try:
+        jax.jit(lambda v: v + 1, compiler_options=dict(items)).lower(x).compile()
+    except Exception:  # unknown option or enum value in another jaxlib
+        return False
+    return True
+
+
+def step_compiler_options(devices: Any) -> dict[str, str] | None:
+    """The compiler options `train` compiles its step with on ``devices`` (None: XLA defaults).
+
+    `CPU_STEP_COMPILER_OPTIONS` when every device is a CPU, XLA_FLAGS does not set the same
+    options and this jaxlib accepts them; None otherwise. For benchmarks that compare a bare
+    ``jax.jit`` loop with the engine: ``jax.jit(f, compiler_options=step_compiler_options(...))``.
+    """
+    devices = list(np.asarray(devices).flat)
+    if not devices or any(d.platform != "cpu" for d in devices):
+        return None
+    flags = os.environ.get("XLA_FLAGS", "")
+    opts = {k: v for k, v in CPU_STEP_COMPILER_OPTIONS.items() if f"--{k}" not in flags}
+    if not opts or not _cpu_options_supported(tuple(sorted(opts.items()))):
+        return None
+    return opts
 
 
 def _make_step(loss_fn: LossFn, tx: optax.GradientTransformation, config: TrainConfig):
@@ -345,6 +389,7 @@ def train(
         in_shardings=(repl, data_sharding),
         out_shardings=repl,
         donate_argnums=0,
+        compiler_options=step_compiler_options(mesh.devices),
     )
     host_batches = itertools.islice(iter(batches_fn(start)), config.steps - start)
     device_batches = _prefetch(
