@@ -101,9 +101,10 @@ def test_param_count_equals_sum_of_sizes():
 # ----------------------------------------------------------------------------- conditioning
 
 
+@pytest.mark.parametrize("embedding", ["raw", "scaled"])
 @pytest.mark.parametrize("name", ["ddpm-tiny", "pmf-tiny"])
-def test_redshift_changes_output_and_null_mask_ignores_it(name):
-    net, params = _net(name)
+def test_redshift_changes_output_and_null_mask_ignores_it(name, embedding):
+    net, params = _net(name, scalar_embedding=embedding)
     x, t, r, w, _ = _inputs()
     za, zb = jnp.full((3,), 0.2), jnp.full((3,), 2.5)
     ya = net.apply(params, x, t, r=r, w=w, z=za)
@@ -117,6 +118,34 @@ def test_redshift_changes_output_and_null_mask_ignores_it(name):
     np.testing.assert_allclose(da[1], ya[1], atol=1e-6)
     none = net.apply(params, x, t, r=r, w=w, z=None)  # z=None == every row dropped
     np.testing.assert_allclose(none[drop], da[drop], atol=1e-6)
+
+
+def test_scaled_scalar_embedding_is_the_raw_one_of_the_scaled_scalars():
+    """Same parameters (the NCSN++'s "scaled" embedding adds none): h = t - r scaled by 1000 and z
+    by 250 before the sinusoid equals the raw embedding fed 1000 t, 1000 r and 250 z."""
+    raw, params = _net("pmf-tiny")
+    scaled, params_s = _net("pmf-tiny", scalar_embedding="scaled")
+    assert jax.tree.structure(params) == jax.tree.structure(params_s)
+    x, t, r, _, z = _inputs()
+    w = jnp.ones_like(t)  # embedded as 1 - 1/w = 0 under either scaling
+    got = scaled.apply(params, x, t, r=r, w=w, z=z)
+    want = raw.apply(params, x, 1000.0 * t, r=1000.0 * r, w=w, z=250.0 * z)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    assert float(jnp.max(jnp.abs(got - raw.apply(params, x, t, r=r, w=w, z=z)))) > 1e-3
+
+
+def test_scaled_redshift_embedding_resolves_nearby_redshifts():
+    """At initialisation the "scaled" DDPM embedding separates z = 0.50 from z = 0.52 (a step the
+    4000 A break makes in colour) far more, relative to z = 0.5 vs 3.0, than the raw Dense(1, D)."""
+    ratio = {}
+    for emb in ("raw", "scaled"):
+        net, params = _net("ddpm-tiny", scalar_embedding=emb)
+        x, t, _, _, _ = _inputs()
+        out = {z: net.apply(params, x, t, z=jnp.full((3,), z)) for z in (0.50, 0.52, 3.0)}
+        near = float(jnp.linalg.norm(out[0.52] - out[0.50]))
+        ratio[emb] = near / float(jnp.linalg.norm(out[3.0] - out[0.50]))
+    assert ratio["raw"] < 0.02  # linear in z: 0.02 / 2.5 of the far difference, give or take
+    assert ratio["scaled"] > 5 * ratio["raw"]
 
 
 def test_null_embedding_is_learned_parameter():
@@ -311,6 +340,8 @@ def test_clear_errors():
         build("pmf-tiny", image_size=16, conditioning="t_only")
     with pytest.raises(ValueError, match="padding"):
         build("ddpm-tiny", image_size=16, padding="ZEROS")
+    with pytest.raises(ValueError, match="scalar_embedding"):
+        build("pmf-tiny", image_size=16, scalar_embedding="log")
     net, params = _net("pmf-tiny")
     with pytest.raises(ValueError, match="x must be"):
         net.apply(params, jnp.zeros((1, 8, 8, 3)), jnp.zeros((1,)))

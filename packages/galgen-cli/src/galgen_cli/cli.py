@@ -327,8 +327,8 @@ def reproduce(
     preset: Annotated[
         str,
         typer.Option(
-            help="smoke (CPU, ~13 min, default), cpu (CPU, <= 2 h, 1,024 test galaxies and "
-            "Table 3), paper (GPU) or test."
+            help="smoke (CPU, ~14 min on 2 cores, default), cpu (CPU, <= 2 h, 1,024 test "
+            "galaxies and Table 3), gpu-short (one GPU, ~12 min), paper (GPU) or test."
         ),
     ] = "smoke",
     data: Annotated[

@@ -7,12 +7,13 @@
 
 from ._api import PRESETS, Backbone, build, forward_flops, param_count
 from ._ddpm import DDPMUNet
-from ._layers import PADDINGS
+from ._layers import PADDINGS, SCALAR_EMBEDDINGS
 from ._ncsnpp import NCSNppUNet
 
 __all__ = [
     "PADDINGS",
     "PRESETS",
+    "SCALAR_EMBEDDINGS",
     "Backbone",
     "DDPMUNet",
     "NCSNppUNet",

@@ -7,7 +7,10 @@ import jax.numpy as jnp
 from flax import nnx
 
 from ._layers import (
+    SCALAR_SCALES,
+    ScalarEmbed,
     check_padding,
+    check_scalar_embedding,
     max_pool2,
     redshift_embedding,
     sinusoidal,
@@ -75,14 +78,17 @@ class DDPMUNet(nnx.Module):
     ``Dense(1, time_dim)`` (or a learned null vector where ``drop``) is added to it.
     ``padding`` of every 3x3 conv: ``"SAME"`` (zeros, the baseline's) or ``"REFLECT"`` (the
     border pixels see mirrored sky instead of a zero frame, see ``gen_backbones.PADDINGS``).
+    ``scalar_embedding="scaled"`` replaces ``Dense(1, time_dim)(z)`` by an MLP of the sinusoidal
+    embedding of ``250 z`` (``gen_backbones.SCALAR_EMBEDDINGS``); the time embedding is unchanged.
     """
 
     def __init__(
-        self, channels=5, ch=64, mid_mult=8, time_dim=256, padding="SAME", *,
-        dtype=jnp.float32, rngs,
+        self, channels=5, ch=64, mid_mult=8, time_dim=256, padding="SAME",
+        scalar_embedding="raw", *, dtype=jnp.float32, rngs,
     ):  # fmt: skip
         c1, c2, c3, cm = ch * 2, ch * 4, ch * 4, ch * mid_mult
         check_padding(padding)
+        check_scalar_embedding(scalar_embedding)
         kw = dict(padding=padding, dtype=dtype, rngs=rngs)
         self.time_dim = time_dim
         self.dtype = dtype
@@ -97,7 +103,11 @@ class DDPMUNet(nnx.Module):
         self.up2 = Up(c1 + c1, ch, time_dim, **kw)
         self.up3 = Up(ch + ch, ch, time_dim, **kw)
         self.outc = nnx.Conv(ch, channels, (1, 1), dtype=dtype, rngs=rngs)
-        self.label_emb = _RawLinear(time_dim, dtype=dtype, rngs=rngs)
+        if scalar_embedding == "scaled":
+            z_scale = SCALAR_SCALES["z"]
+            self.label_emb = ScalarEmbed(time_dim, time_dim, z_scale, dtype=dtype, rngs=rngs)
+        else:
+            self.label_emb = _RawLinear(time_dim, dtype=dtype, rngs=rngs)
         self.null_emb = nnx.Param(jnp.zeros((time_dim,), jnp.float32))
 
     def __call__(self, x, t, r=None, w=None, z=None, drop=None):

@@ -22,6 +22,23 @@ def check_padding(padding: str) -> None:
         raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
 
 
+#: How the per-example scalars enter the network. "raw" (the study's nets): the NCSN++ embeds the
+#: value itself sinusoidally, whose fastest frequency is 1 rad per unit, so over z in [0, 4] or
+#: t in [0, 1] every feature is nearly linear; the DDPM adds ``Dense(1, D)(z)``. "scaled": each
+#: scalar is multiplied by ``SCALAR_SCALES`` (1000 / its range, as the DDPM's ``t * 1000`` time
+#: embedding) before a sinusoidal embedding and an MLP, so features resolve redshift steps of
+#: ~0.01 (the 4000 A break crosses a band in dz ~ 0.3).
+SCALAR_EMBEDDINGS = ("raw", "scaled")
+#: Multipliers of the "scaled" embedding: t, h = t - r and 1 - 1/w lie in [0, 1], z in [0, 4].
+SCALAR_SCALES = {"t": 1000.0, "h": 1000.0, "w": 1000.0, "z": 250.0}
+
+
+def check_scalar_embedding(kind: str) -> None:
+    """Raise a ValueError naming ``kind`` unless it is one of :data:`SCALAR_EMBEDDINGS`."""
+    if kind not in SCALAR_EMBEDDINGS:
+        raise ValueError(f"scalar_embedding must be one of {SCALAR_EMBEDDINGS}, got {kind!r}")
+
+
 def sinusoidal(x: jax.Array, dim: int, max_period: float = 10000.0) -> jax.Array:
     """Sinusoidal embedding ``(B,) -> (B, dim)``: ``[sin(x f_k), cos(x f_k)]``.
 
@@ -32,6 +49,20 @@ def sinusoidal(x: jax.Array, dim: int, max_period: float = 10000.0) -> jax.Array
     freqs = 1.0 / (max_period ** (np.arange(0, dim, 2, dtype=np.float32) / dim))
     arg = x.astype(jnp.float32)[:, None] * jnp.asarray(freqs)[None, :]
     return jnp.concatenate([jnp.sin(arg), jnp.cos(arg)], axis=-1)
+
+
+class ScalarEmbed(nnx.Module):
+    """Scalar ``(B,)`` -> sinusoidal(freq_dim) of ``scale * s`` -> Dense -> SiLU -> Dense -> ``(B, emb_dim)``."""
+
+    def __init__(self, freq_dim, emb_dim, scale: float = 1.0, *, dtype, rngs):
+        self.freq_dim = freq_dim
+        self.scale = float(scale)
+        self.fc1 = nnx.Linear(freq_dim, emb_dim, dtype=dtype, rngs=rngs)
+        self.fc2 = nnx.Linear(emb_dim, emb_dim, dtype=dtype, rngs=rngs)
+
+    def __call__(self, s):
+        x = sinusoidal(jnp.asarray(s, jnp.float32) * self.scale, self.freq_dim)
+        return self.fc2(jax.nn.silu(self.fc1(x)))
 
 
 def num_groups(channels: int, max_groups: int = 32, min_size: int = 4) -> int:

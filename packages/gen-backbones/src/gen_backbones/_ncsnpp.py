@@ -9,27 +9,17 @@ import jax.numpy as jnp
 from flax import nnx
 
 from ._layers import (
+    SCALAR_SCALES,
+    ScalarEmbed,
     SelfAttention,
     check_padding,
+    check_scalar_embedding,
     num_groups,
     redshift_embedding,
-    sinusoidal,
     upsample_nearest2,
 )
 
 CONDITIONINGS = ("t_and_h", "h_only")
-
-
-class ScalarEmbed(nnx.Module):
-    """Raw scalar ``(B,)`` -> sinusoidal(freq_dim) -> Dense -> SiLU -> Dense -> ``(B, emb_dim)``."""
-
-    def __init__(self, freq_dim, emb_dim, *, dtype, rngs):
-        self.freq_dim = freq_dim
-        self.fc1 = nnx.Linear(freq_dim, emb_dim, dtype=dtype, rngs=rngs)
-        self.fc2 = nnx.Linear(emb_dim, emb_dim, dtype=dtype, rngs=rngs)
-
-    def __call__(self, s):
-        return self.fc2(jax.nn.silu(self.fc1(sinusoidal(s, self.freq_dim))))
 
 
 class ResBlock(nnx.Module):
@@ -63,6 +53,7 @@ class NCSNppUNet(nnx.Module):
     and an MLP; their sum (SiLU) drives a scale-shift in every residual block. ``conditioning``:
     ``"t_and_h"`` embeds t and h, ``"h_only"`` embeds only h (pixel MeanFlow's official choice).
     ``padding`` of every 3x3 conv: ``"SAME"`` (zeros) or ``"REFLECT"`` (``gen_backbones.PADDINGS``).
+    ``scalar_embedding``: ``"raw"`` (the study's) or ``"scaled"`` (``gen_backbones.SCALAR_EMBEDDINGS``).
     """
 
     def __init__(
@@ -77,6 +68,7 @@ class NCSNppUNet(nnx.Module):
         freq_dim=None,
         conditioning="t_and_h",
         padding="SAME",
+        scalar_embedding="raw",
         *,
         dtype=jnp.float32,
         rngs,
@@ -86,6 +78,7 @@ class NCSNppUNet(nnx.Module):
         emb_dim = emb_dim or 4 * ch
         freq_dim = freq_dim or ch
         check_padding(padding)
+        check_scalar_embedding(scalar_embedding)
         kw = dict(dtype=dtype, rngs=rngs)
         pad = dict(padding=padding)
         self.dtype = dtype
@@ -95,13 +88,14 @@ class NCSNppUNet(nnx.Module):
         n_lv = len(ch_mult)
         attn_at = {i for i in range(n_lv) if i >= n_lv - attn_levels}
 
-        def embed():
-            return ScalarEmbed(freq_dim, emb_dim, **kw)
+        def embed(name):
+            scale = SCALAR_SCALES[name] if scalar_embedding == "scaled" else 1.0
+            return ScalarEmbed(freq_dim, emb_dim, scale, **kw)
 
-        self.embed_t = embed() if conditioning == "t_and_h" else None
-        self.embed_h = embed()
-        self.embed_w = embed()
-        self.embed_z = embed()
+        self.embed_t = embed("t") if conditioning == "t_and_h" else None
+        self.embed_h = embed("h")
+        self.embed_w = embed("w")
+        self.embed_z = embed("z")
         self.null_z = nnx.Param(jnp.zeros((emb_dim,), jnp.float32))
 
         self.conv_in = nnx.Conv(channels, ch, (3, 3), **pad, **kw)
