@@ -120,16 +120,16 @@ def test_redshift_changes_output_and_null_mask_ignores_it(name, embedding):
     np.testing.assert_allclose(none[drop], da[drop], atol=1e-6)
 
 
-def test_scaled_scalar_embedding_is_the_raw_one_of_the_scaled_scalars():
-    """Same parameters (the NCSN++'s "scaled" embedding adds none): h = t - r scaled by 1000 and z
-    by 250 before the sinusoid equals the raw embedding fed 1000 t, 1000 r and 250 z."""
+def test_scaled_scalar_embedding_is_the_raw_one_of_the_scaled_redshift():
+    """Same parameters (the NCSN++'s "scaled" embedding adds none): z scaled by 250 before the
+    sinusoid equals the raw embedding fed 250 z; t and r (differentiated by pMF's JVP) stay raw."""
     raw, params = _net("pmf-tiny")
     scaled, params_s = _net("pmf-tiny", scalar_embedding="scaled")
     assert jax.tree.structure(params) == jax.tree.structure(params_s)
     x, t, r, _, z = _inputs()
     w = jnp.ones_like(t)  # embedded as 1 - 1/w = 0 under either scaling
     got = scaled.apply(params, x, t, r=r, w=w, z=z)
-    want = raw.apply(params, x, 1000.0 * t, r=1000.0 * r, w=w, z=250.0 * z)
+    want = raw.apply(params, x, t, r=r, w=w, z=250.0 * z)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
     assert float(jnp.max(jnp.abs(got - raw.apply(params, x, t, r=r, w=w, z=z)))) > 1e-3
 

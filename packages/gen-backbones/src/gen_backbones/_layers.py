@@ -22,15 +22,18 @@ def check_padding(padding: str) -> None:
         raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
 
 
-#: How the per-example scalars enter the network. "raw" (the study's nets): the NCSN++ embeds the
-#: value itself sinusoidally, whose fastest frequency is 1 rad per unit, so over z in [0, 4] or
-#: t in [0, 1] every feature is nearly linear; the DDPM adds ``Dense(1, D)(z)``. "scaled": each
-#: scalar is multiplied by ``SCALAR_SCALES`` (1000 / its range, as the DDPM's ``t * 1000`` time
-#: embedding) before a sinusoidal embedding and an MLP, so features resolve redshift steps of
-#: ~0.01 (the 4000 A break crosses a band in dz ~ 0.3).
+#: How the conditioning labels enter the network. "raw" (the study's nets): the NCSN++ embeds the
+#: value itself sinusoidally, whose fastest frequency is 1 rad per unit, so over z in [0, 4] every
+#: feature is nearly linear; the DDPM adds ``Dense(1, D)(z)``. "scaled": the redshift (x250) and
+#: the guidance scale 1 - 1/w (x1000; NCSN++ only) are multiplied by ``SCALAR_SCALES`` (1000 / their
+#: range, as the DDPM's ``t * 1000`` time embedding) before a sinusoidal embedding and an MLP, so
+#: the features resolve redshift steps of ~0.01 (the 4000 A break crosses a band in dz ~ 0.3).
+#: Time (t, h = t - r) stays raw: pMF's target differentiates the net along t (a JVP), and with h
+#: scaled by 1000 that derivative grew with it — a pmf-tiny run's loss went from ~2e3 to 1.7e5 by
+#: step 1,300 (docs/results.md, issue 17).
 SCALAR_EMBEDDINGS = ("raw", "scaled")
-#: Multipliers of the "scaled" embedding: t, h = t - r and 1 - 1/w lie in [0, 1], z in [0, 4].
-SCALAR_SCALES = {"t": 1000.0, "h": 1000.0, "w": 1000.0, "z": 250.0}
+#: Multipliers of the "scaled" embedding: 1 - 1/w lies in [0, 1], z in [0, 4]; t and h stay raw.
+SCALAR_SCALES = {"t": 1.0, "h": 1.0, "w": 1000.0, "z": 250.0}
 
 
 def check_scalar_embedding(kind: str) -> None:
