@@ -114,7 +114,7 @@ def engine_img_s(loss_fn, params, batch: dict, interval: int, intervals: int, tu
                 yield {k: v.copy() for k, v in batch.items()}
 
         with tempfile.TemporaryDirectory() as d:
-            train(loss_fn, params, batches_fn, cfg, d)
+            train(loss_fn, jax.tree.map(np.array, params), batches_fn, cfg, d)  # host copy
             recs = [json.loads(x) for x in (Path(d) / "metrics.jsonl").read_text().splitlines()]
     finally:
         diffusion_core._engine.CPU_STEP_COMPILER_OPTIONS.update(saved)
@@ -138,13 +138,18 @@ def main() -> None:
     ap.add_argument("--torch-python", default=None, help="python of a venv with CPU torch")
     ap.add_argument("--skip-engine", action="store_true")
     ap.add_argument("--json", default=None, help="also write the results here")
+    ap.add_argument("--cpu-devices", type=int, default=1,
+                    help="JAX CPU devices the engine trains data-parallel over (galgen train's "
+                    "--cpu-devices; the bare steps run on one)")  # fmt: skip
     a = ap.parse_args()
+    jax.config.update("jax_num_cpu_devices", a.cpu_devices)  # before JAX's first computation
     tuned = step_compiler_options(jax.devices())
     print(
         f"# {platform.node()} {platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} CPUs; jax {jax.__version__}, flax {flax.__version__}, "
         f"optax {optax.__version__}, python {sys.version.split()[0]}; backend "
         f"{jax.default_backend()}; tuned options {tuned}; XLA_FLAGS={os.environ.get('XLA_FLAGS')!r}"
+        f"; engine on {jax.device_count()} device(s)"
     )
     results = []
     for case in a.cases:

@@ -268,10 +268,11 @@ FOUR_DEVICES = textwrap.dedent(
     assert jax.device_count() == 4, jax.devices()
     c = TrainConfig(steps=8, batch_size=8, lr=1e-2, checkpoint_every=4, log_every=2,
                     progress=False, grad_clip=1.0)
-    s4 = train(dc_toy.loss_fn, dc_toy.init_params(), dc_toy.batches_fn(), c, "{d}/four")
+    p0 = jax.device_put(dc_toy.init_params(), jax.devices()[0])
+    s4 = train(dc_toy.loss_fn, p0, dc_toy.batches_fn(), c, "{d}/four")
     assert len(s4.params["w"].sharding.device_set) == 4
     one = Mesh(np.asarray(jax.devices()[:1]), ("data",))
-    s1 = train(dc_toy.loss_fn, dc_toy.init_params(), dc_toy.batches_fn(), c, "{d}/one", mesh=one)
+    s1 = train(dc_toy.loss_fn, p0, dc_toy.batches_fn(), c, "{d}/one", mesh=one)  # p0 still alive
     np.savez("{d}/out.npz", *(dc_toy.leaves(s4.params) + dc_toy.leaves(s1.params)))
     try:
         train(dc_toy.loss_fn, dc_toy.init_params(), dc_toy.batches_fn(bs=6),

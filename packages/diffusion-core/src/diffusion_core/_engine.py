@@ -307,11 +307,13 @@ def train(
         _check_process_rows(data_sharding, config.batch_size, local_bs)
     tx = make_optimizer(config)
 
-    # Fresh buffers (may_alias=False): the step donates its carry, the caller keeps `params`.
-    params = jax.device_put(params, repl, may_alias=False)
+    # Fresh buffers: the step donates its carry, the caller keeps `params`. Copied before the
+    # put: on a mesh of several devices device_put(..., may_alias=False) still hands the caller's
+    # device-0 buffer to the replicated array, and the first step deleted it.
+    params = jax.device_put(jax.tree.map(jnp.copy, params), repl)
     carry = {
         "params": params,
-        "ema_params": jax.device_put(params, repl, may_alias=False),
+        "ema_params": jax.tree.map(jnp.copy, params),
         "opt_state": jax.device_put(tx.init(params), repl, may_alias=False),
         "step": jax.device_put(jnp.int32(0), repl),
         "key": jax.device_put(jax.random.key_data(jax.random.key(config.seed)), repl),

@@ -129,6 +129,13 @@ def data_validate(
 # ----------------------------------------------------------------------------- train
 
 
+_CPU_DEVICES_HELP = (
+    "On one CPU, train data-parallel over this many JAX devices split from its cores (on 2 "
+    "cores, 2 trains pmf-tiny ~15 % faster and ddpm-tiny ~12 % slower than 1). Ignored on "
+    "GPUs and with several processes."
+)
+
+
 @app.command()
 @_friendly
 def train(
@@ -159,6 +166,7 @@ def train(
     heartbeat_timeout: Annotated[
         int, typer.Option(help="Multi-process: seconds before a silent process counts as dead.")
     ] = 100,
+    cpu_devices: Annotated[int, typer.Option(help=_CPU_DEVICES_HELP)] = 1,
 ) -> None:
     """Train a DDPM or a pixel MeanFlow on GalaxiesML-schema data (on one or several processes)."""
     if model not in ("ddpm", "pmf"):
@@ -176,6 +184,7 @@ def train(
             num_processes=num_processes,
             process_id=process_id,
             heartbeat_timeout=heartbeat_timeout,
+            cpu_devices=cpu_devices,
         )
     except BaseException as exc:
         if galgen.is_distributed() and not isinstance(exc, typer.Exit):
@@ -336,9 +345,17 @@ def reproduce(
     ] = None,
     force: Annotated[bool, typer.Option(help="Redo finished stages.")] = False,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    cpu_devices: Annotated[int, typer.Option(help=_CPU_DEVICES_HELP)] = 1,
 ) -> None:
     """THE MAIN JOB: data → train → sample every method → evaluate → bench → ablations → report.md."""
-    report = galgen.reproduce(out, preset=preset, data=data, force=force, seed=seed)
+    report = galgen.reproduce(
+        out,
+        preset=preset,
+        data=data,
+        force=force,
+        seed=seed,
+        cpu_devices=cpu_devices,
+    )
     _say(f"[green]report[/] {report}")
 
 

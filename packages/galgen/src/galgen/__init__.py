@@ -10,7 +10,7 @@ these functions. Importing ``galgen`` is light: JAX and friends load on first us
     >>> gals.to_fits("gals.fits")
 """
 
-from galgen._distributed import init_distributed, is_distributed
+from galgen._distributed import init_distributed, is_distributed, split_cpu
 from galgen._errors import GalgenError
 from galgen._fits import write_fits
 from galgen._modelfile import read_model, write_model
@@ -54,6 +54,7 @@ __all__ = [
     "reproduce",
     "resolve",
     "sample",
+    "split_cpu",
     "synth",
     "train",
     "write_fits",

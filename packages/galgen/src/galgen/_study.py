@@ -224,8 +224,14 @@ def train(
     num_processes: int | None = None,
     process_id: int | None = None,
     heartbeat_timeout: int = 100,
+    cpu_devices: int | None = None,
 ) -> dict[str, Any]:
     """Train ``model`` ('ddpm' or 'pmf') on the training split in ``data``; return a summary.
+
+    ``cpu_devices``: when alone on a CPU, split it into this many JAX devices first
+    (`galgen._distributed.split_cpu`; only before JAX's first computation in the process). On
+    CPU devices the step runs data-parallel over the largest number of them that divides
+    ``train.batch_size``.
 
     Several processes (hosts, GPUs): launch this in each with the same arguments and
     ``coordinator``/``num_processes``/``process_id`` (or their environment variables, or under
@@ -236,15 +242,18 @@ def train(
     filesystem), and ``resume`` works with any process count. The result does not depend on the
     process count (up to float summation order).
     """
-    from galgen._distributed import assert_same, barrier, init_distributed
+    from galgen._distributed import assert_same, barrier, init_distributed, split_cpu
 
     # before any JAX computation in this process
     rank, nproc = init_distributed(
         coordinator, num_processes, process_id, heartbeat_timeout=heartbeat_timeout
     )
+    if cpu_devices is not None and nproc == 1:
+        split_cpu(cpu_devices)
     import diffusion_core as dc
     import jax
     from galaxiesml_data import batches, open_split, sample_images
+    from jax.sharding import Mesh
 
     out = Path(out)
     cfg_path = out / "config.json"
@@ -287,7 +296,12 @@ def train(
     # file, naming its first bad rows, before the run directory is touched
     check_values(ds)
     n, size, _, channels = ds.images.shape
-    bs, n_dev = int(cfg["train"]["batch_size"]), jax.device_count()
+    bs, devices = int(cfg["train"]["batch_size"]), jax.devices()
+    n_dev = len(devices)
+    if nproc == 1 and all(d.platform == "cpu" for d in devices):
+        # devices split from one CPU: use as many as divide the batch (1 always does)
+        n_dev = max(k for k in range(1, n_dev + 1) if bs % k == 0)
+        devices = devices[:n_dev]
     if bs % n_dev:
         raise GalgenError(
             f"train.batch_size={bs} is not divisible by the {n_dev} devices of the "
@@ -333,7 +347,7 @@ def train(
             "std": np.median(sky_noise(y, width), axis=0).tolist(),
         }
         cfg["image_size"], cfg["channels"] = int(size), int(channels)
-        cfg["environment"] = {**environment(), "n_processes": nproc}
+        cfg["environment"] = {**environment(), "n_processes": nproc, "n_devices": n_dev}
         check_config(cfg)  # every section, before anything is written
         agree_then_write()
     tf = load_transform(cfg)  # the stored transform, so a resumed run stretches identically
@@ -348,7 +362,8 @@ def train(
         )
 
     try:
-        state = dc.train(loss_fn, params, batches_fn, tcfg, out)
+        mesh = Mesh(np.asarray(devices), ("data",))  # all devices of all processes, or the split
+        state = dc.train(loss_fn, params, batches_fn, tcfg, out, mesh=mesh)
     except RuntimeError as exc:
         if nproc == 1:
             raise
@@ -357,7 +372,13 @@ def train(
             "relaunch every process to resume", "relaunch every process with --resume"
         )
         raise GalgenError(msg) from exc
-    return {"step": int(state.step), "run": str(out), "process": rank, "processes": nproc}
+    return {
+        "step": int(state.step),
+        "run": str(out),
+        "process": rank,
+        "processes": nproc,
+        "devices": n_dev,
+    }
 
 
 def load_transform(cfg: dict[str, Any]):
@@ -817,8 +838,18 @@ def _slug(label: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in label.lower()).strip("_")
 
 
-def reproduce(out: Path, *, preset: str, data: Path | None, force: bool, seed: int) -> Path:
-    """``galgen reproduce``: every stage in order, each skipped when its record exists."""
+def reproduce(
+    out: Path,
+    *,
+    preset: str,
+    data: Path | None,
+    force: bool,
+    seed: int,
+    cpu_devices: int | None = None,
+) -> Path:
+    """``galgen reproduce``: every stage in order, each skipped when its record exists.
+
+    ``cpu_devices``: split a CPU into this many JAX devices for training (see `train`)."""
     import shutil
 
     from galaxiesml_data import find_split
@@ -880,7 +911,14 @@ def reproduce(out: Path, *, preset: str, data: Path | None, force: bool, seed: i
             # a resumed run keeps its stored config; only its length may change
             ov = [o for o in overrides if o.startswith("train.")] if resume else overrides
             return train(
-                model, data_dir, run_dir, preset=tp, overrides=ov, resume=resume, seed=seed
+                model,
+                data_dir,
+                run_dir,
+                preset=tp,
+                overrides=ov,
+                resume=resume,
+                seed=seed,
+                cpu_devices=cpu_devices,
             )
 
         stage(name, do_train, run_dir)
