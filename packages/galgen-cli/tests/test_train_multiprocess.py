@@ -154,9 +154,12 @@ def test_killed_process_stops_the_other_and_resume_with_one_process_matches(setu
         time.sleep(0.005)
     procs[1].send_signal(signal.SIGKILL)
     t0 = time.monotonic()
-    (rc0, err0), (rc1, _) = _wait(procs, timeout=120)
+    (rc0, err0), (rc1, err1) = _wait(procs, timeout=120)
     waited = time.monotonic() - t0
-    assert rc1 == -signal.SIGKILL, "process 1 finished before the kill"
+    assert rc1 == -signal.SIGKILL, (
+        f"process 1 ended with {rc1} before the kill\n--- process 0 ({rc0}):\n"
+        f"{err0[-3000:]}\n--- process 1:\n{err1[-3000:]}"
+    )
     assert rc0 == 1, err0[-3000:]
     msg = err0.strip().splitlines()[-1]
     assert msg.startswith("error: process 0 of 2 stopped at step"), err0[-3000:]
