@@ -47,14 +47,18 @@ def main() -> None:
             raise SystemExit(f"{p}: redshifts differ from {a.real}'s")
         sets.append((p.stem, c, z))
     z = sets[0][2]
-    print("median colour g-r / r-i per redshift bin (N real galaxies)")
-    print(f"{'bin':>11} {'N':>5} " + " ".join(f"{name[:17]:>17}" for name, _, _ in sets))
+    print("median colour g-r / r-i per redshift bin, (its scatter: 1.4826 MAD), N real galaxies")
+    print(f"{'bin':>9} {'N':>5} " + " ".join(f"{name[:29]:>29}" for name, _, _ in sets))
     for lo, hi in zip(EDGES[:-1], EDGES[1:], strict=True):
         m = (z >= lo) & (z < hi)
         if m.sum() < 10:
             continue
-        cells = [f"{np.median(c[m, 0]):+.2f} / {np.median(c[m, 1]):+.2f}" for _, c, _ in sets]
-        print(f"{lo:4.2f}-{hi:4.2f} {m.sum():5d} " + " ".join(f"{x:>17}" for x in cells))
+        cells = []
+        for _, c, _ in sets:
+            med = np.median(c[m, :2], axis=0)
+            mad = 1.4826 * np.median(np.abs(c[m, :2] - med), axis=0)
+            cells.append(f"{med[0]:+.2f} ({mad[0]:.2f}) / {med[1]:+.2f} ({mad[1]:.2f})")
+        print(f"{lo:4.2f}-{hi:4.2f} {m.sum():5d} " + " ".join(f"{x:>29}" for x in cells))
 
 
 if __name__ == "__main__":

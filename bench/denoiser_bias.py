@@ -9,6 +9,12 @@ holds), as a percentage of the bin's mean aperture sum, with its standard error.
 the samples shows here as bands whose bias differs; the t where it sits says which part of the
 sampling trajectory draws it (high t: the conditional mean; low t: the details).
 
+Second table: the noise left in the galaxy core. Real cores are smooth in the stretched space
+(above the softening the stretch is logarithmic, so sky noise shrinks there); the median over
+galaxies of the high-pass (pixel minus its 3×3 mean) standard deviation of the central 6×6 px,
+for x̂0 and for x_t/α (the noisy input), divided by that of x0. A denoiser that removes the noise
+gives ~1 for x̂0 at small t; ≈ the x_t/α column means the noise passes through into the samples.
+
     .venv/bin/python bench/denoiser_bias.py RUN DATA/..._training_with_morphology.hdf5 --n 4096
 """
 
@@ -20,7 +26,8 @@ from pathlib import Path
 import numpy as np
 
 ZBINS = (0.0, 0.35, 0.5, 0.65, 1.0, 2.0, 4.0)
-TIMES = (0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 1.0)
+TIMES = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 1.0)
+NOISE_Z = (0.35, 1.0)  # the redshifts of the colour cast (docs/results.md, diagnosis item 9)
 
 
 def main() -> None:
@@ -31,6 +38,7 @@ def main() -> None:
     from galaxiesml_data import BANDS, open_split
     from galgen import Simulator
     from galgen._simulator import data_stats
+    from stretch_spread import core_highpass  # bench/, the script's directory
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run", type=Path, help="DDPM run directory or model file")
@@ -49,7 +57,7 @@ def main() -> None:
     x0 = np.asarray(sim._transform.forward(np.asarray(ds.images[:n], np.float32)), np.float32)
     z = np.asarray(ds.redshift[:n], np.float32)
     size = x0.shape[1]
-    w = jnp.asarray(mm.aperture_weights((size, size), size / 4.0), jnp.float32)
+    w = mm.aperture_weights((size, size), size / 4.0)
 
     sched = dc.ddpm_schedule()
     dcfg = dc.DDPMConfig.from_dict(cfg["objective"])
@@ -57,15 +65,15 @@ def main() -> None:
     params = sim._params
 
     @jax.jit
-    def apert_err(x, zz, t, key):
-        """Aperture sums (B, C) of x0_hat - x0 at time t."""
+    def denoise(x, zz, t, key):
+        """x0_hat and x_t / alpha (B, H, W, C) for clean x at time t."""
         tt = jnp.full((x.shape[0],), t, jnp.float32)
         al, si = sched.alpha(tt)[:, None, None, None], sched.sigma(tt)[:, None, None, None]
         eps = jax.random.normal(key, x.shape)
         xt = al * x + si * eps
         pred = apply(params, xt, tt, z=zz)
         xhat = al * xt - si * pred if dcfg.prediction == "v" else (xt - si * pred) / al
-        return jnp.einsum("nhwc,hw->nc", xhat - x, w)
+        return xhat, xt / al
 
     ref = np.einsum("nhwc,hw->nc", x0, np.asarray(w))
     bins = [(z >= lo) & (z < hi) for lo, hi in zip(ZBINS[:-1], ZBINS[1:], strict=True)]
@@ -75,11 +83,27 @@ def main() -> None:
     head = " ".join(f"z {lo}-{hi} (N={int(m.sum())})".center(38) for lo, hi, m in
                     zip(ZBINS[:-1], ZBINS[1:], bins, strict=True))  # fmt: skip
     print(f"{'t':>5} {head}")
+    in_noise = (z >= NOISE_Z[0]) & (z < NOISE_Z[1])
+    hp0 = np.median(core_highpass(x0[in_noise]), axis=0)
+    noise_rows = []
     for t in TIMES:
-        errs = []
+        errs, hp_hat, hp_in = [], [], []
         for i in range(0, n, a.batch):
             key, k = jax.random.split(key)
-            errs.append(np.asarray(apert_err(x0[i : i + a.batch], z[i : i + a.batch], t, k)))
+            xhat, xin = (
+                np.asarray(v) for v in denoise(x0[i : i + a.batch], z[i : i + a.batch], t, k)
+            )
+            errs.append(np.einsum("nhwc,hw->nc", xhat - x0[i : i + a.batch], np.asarray(w)))
+            sel = in_noise[i : i + a.batch]
+            hp_hat.append(core_highpass(xhat[sel]))
+            hp_in.append(core_highpass(xin[sel]))
+        noise_rows.append(
+            (
+                t,
+                np.median(np.concatenate(hp_hat), 0) / hp0,
+                np.median(np.concatenate(hp_in), 0) / hp0,
+            )
+        )
         e = np.concatenate(errs)
         cells = []
         for m in bins:
@@ -88,6 +112,14 @@ def main() -> None:
             se = 100 * e[m].std(0) / np.sqrt(max(m.sum(), 1)) / np.abs(mean)
             cells.append(" ".join(f"{b:+5.1f}" for b in bias) + f" ±{se.max():4.1f}")
         print(f"{t:5.2f} " + " | ".join(cells))
+    print(
+        f"\ncore noise, {int(in_noise.sum())} galaxies at {NOISE_Z[0]} <= z < {NOISE_Z[1]}: "
+        "high-pass std of the central 6x6 px / that of x0 (median over galaxies)"
+    )
+    print(f"{'t':>5} {'x0_hat':^34} | {'x_t / alpha':^34}")
+    for t, hat, inp in noise_rows:
+        print(f"{t:5.2f} " + " ".join(f"{v:6.2f}" for v in hat) + " | "
+              + " ".join(f"{v:6.2f}" for v in inp))  # fmt: skip
 
 
 if __name__ == "__main__":
