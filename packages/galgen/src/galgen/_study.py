@@ -766,6 +766,15 @@ def _photometry_tables(
 WARM_ENOUGH_S = 10.0
 
 
+def _timed_call(fn: Any, args: tuple) -> float:
+    """Seconds one call of ``fn(*args)`` takes until its result is ready."""
+    import jax
+
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    return time.perf_counter() - t0
+
+
 def bench(
     runs: Sequence[Path], out: Path | None, *, batch: int, repeats: int, ddpm_steps: int
 ) -> str:
@@ -791,17 +800,12 @@ def bench(
             # sampler is several times slower). A warm-up longer than WARM_ENOUGH_S counts as a
             # timed call: its first-call overhead is negligible, and for DDPM-1000 a second
             # call would cost another whole run (28 s of the smoke preset's bench stage).
-            compiled = fn.lower(params, index, z, key, key).compile()
-
-            def timed(compiled=compiled) -> float:
-                t0 = time.perf_counter()
-                jax.block_until_ready(compiled(params, index, z, key, key))
-                return time.perf_counter() - t0
-
-            first = timed()
+            args = (params, index, z, key, key)
+            compiled = fn.lower(*args).compile()
+            first = _timed_call(compiled, args)
             times = [first] if first > WARM_ENOUGH_S else []
             while len(times) < repeats:
-                times.append(timed())
+                times.append(_timed_call(compiled, args))
             times = np.array(times)
             med = float(np.median(times))
             rows.append(
