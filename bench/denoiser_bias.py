@@ -37,6 +37,7 @@ def main() -> None:
     import morph_metrics as mm
     from galaxiesml_data import BANDS, open_split
     from galgen import Simulator
+    from galgen._photeval import settings
     from galgen._simulator import data_stats
     from stretch_spread import core_highpass  # bench/, the script's directory
 
@@ -56,8 +57,7 @@ def main() -> None:
     n = min(a.n, len(ds))
     x0 = np.asarray(sim._transform.forward(np.asarray(ds.images[:n], np.float32)), np.float32)
     z = np.asarray(ds.redshift[:n], np.float32)
-    size = x0.shape[1]
-    w = mm.aperture_weights((size, size), size / 4.0)
+    radius = settings(a.data, n)["radius"]  # galgen evaluate's aperture
 
     sched = dc.ddpm_schedule()
     dcfg = dc.DDPMConfig.from_dict(cfg["objective"])
@@ -75,7 +75,7 @@ def main() -> None:
         xhat = al * xt - si * pred if dcfg.prediction == "v" else (xt - si * pred) / al
         return xhat, xt / al
 
-    ref = np.einsum("nhwc,hw->nc", x0, np.asarray(w))
+    ref = mm.aperture_flux(x0, radius)
     bins = [(z >= lo) & (z < hi) for lo, hi in zip(ZBINS[:-1], ZBINS[1:], strict=True)]
     key = jax.random.key(a.seed)
     print(f"{a.run}: {n} galaxies of {a.data.name}; bias of the aperture sum of x0_hat, % of the")
@@ -93,7 +93,7 @@ def main() -> None:
             xhat, xin = (
                 np.asarray(v) for v in denoise(x0[i : i + a.batch], z[i : i + a.batch], t, k)
             )
-            errs.append(np.einsum("nhwc,hw->nc", xhat - x0[i : i + a.batch], np.asarray(w)))
+            errs.append(mm.aperture_flux(xhat - x0[i : i + a.batch], radius))
             sel = in_noise[i : i + a.batch]
             hp_hat.append(core_highpass(xhat[sel]))
             hp_in.append(core_highpass(xin[sel]))

@@ -52,6 +52,7 @@ def main() -> None:
     import morph_metrics as mm
     from galaxiesml_data import BANDS
     from galgen import Simulator
+    from galgen._photeval import settings
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run", type=Path, help="the run (or model file) whose stretch to use")
@@ -64,10 +65,10 @@ def main() -> None:
     if zg.shape != z.shape or not np.allclose(zg, z, atol=1e-3):
         raise SystemExit(f"{a.generated}: redshifts differ from {a.real}'s")
     size = xr.shape[1]
-    w = mm.aperture_weights((size, size), size / 4.0)
+    radius = settings(a.real, len(z))["radius"]  # galgen evaluate's aperture
     yr, yg = tf.forward(xr), tf.forward(xg)
-    sr, sg = (np.einsum("nhwc,hw->nc", y, w) for y in (yr, yg))
-    fr, fg = (np.einsum("nhwc,hw->nc", x, w) for x in (xr, xg))
+    sr, sg = (mm.aperture_flux(y, radius) for y in (yr, yg))
+    fr, fg = (mm.aperture_flux(x, radius) for x in (xr, xg))
     c = (size - 1) / 2.0
     yy, xx = np.mgrid[:size, :size]
     rr = np.hypot(yy - c, xx - c)
