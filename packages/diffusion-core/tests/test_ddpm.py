@@ -338,3 +338,39 @@ def test_gaussian_baseline_is_the_exact_prediction_of_gaussian_data(prediction):
     with pytest.raises(ValueError, match="stats"):
         ddpm_loss(zero, SCHED, cfg)
     assert with_baseline(zero, SCHED, DDPMConfig()) is zero
+
+
+def test_pixel_weight_weighs_each_pixel_by_the_noisy_inputs_excess_over_the_sky():
+    """pixel_weight=λ: each pixel's loss is multiplied by 1 + λ max(0, (x_t − α mean)/√(α² std²
+    + σ²)), computed here independently from the x_t and t the network was given; a weight of x0
+    (which would bias the optimum toward bright images) gives a different number."""
+    mean, std = np.array([0.1, -0.2], np.float32), np.array([0.3, 0.5], np.float32)
+    rng = np.random.default_rng(3)
+    batch = {
+        "image": rng.normal(0.5, 1.0, (16, 4, 4, 2)).astype(np.float32),
+        "redshift": np.ones((16,), np.float32),
+    }
+    x0 = jnp.asarray(batch["image"])
+    seen = []
+
+    def off_by_one(params, x, t, z=None, drop=None):  # eps prediction with error exactly 1
+        seen.append((np.asarray(x), np.asarray(t)))
+        s = (slice(None), None, None, None)
+        return (x - SCHED.alpha(t)[s] * x0) / SCHED.sigma(t)[s] + 1.0
+
+    lam = 2.5
+    cfg = DDPMConfig(loss="l2", label_smoothing=0.0, pixel_weight=lam)
+    val, _ = ddpm_loss(off_by_one, SCHED, cfg, stats=(mean, std))(None, batch, jax.random.key(0))
+    x_t, t = seen[-1]
+    a = np.asarray(SCHED.alpha(jnp.asarray(t)))[:, None, None, None]
+    s = np.asarray(SCHED.sigma(jnp.asarray(t)))[:, None, None, None]
+    excess = np.maximum(0.0, (x_t - a * mean) / np.sqrt((a * std) ** 2 + s**2))
+    np.testing.assert_allclose(float(val), np.mean(1 + lam * excess), rtol=1e-5)
+    from_x0 = np.mean(1 + lam * np.maximum(0.0, (batch["image"] - mean) / std))
+    assert abs(float(val) - from_x0) > 0.05 * from_x0
+    plain = ddpm_loss(off_by_one, SCHED, DDPMConfig(loss="l2", label_smoothing=0.0))
+    assert float(plain(None, batch, jax.random.key(0))[0]) == pytest.approx(1.0, rel=1e-5)
+    with pytest.raises(ValueError, match="pixel_weight"):
+        ddpm_loss(off_by_one, SCHED, cfg)
+    with pytest.raises(ValueError, match="pixel_weight"):
+        DDPMConfig(pixel_weight=-1.0)

@@ -338,6 +338,20 @@ def test_bad_config_is_refused_before_the_run_directory_exists(runs, tmp_path, o
     assert not out.exists()
 
 
+def test_pixel_weight_alone_trains_with_the_runs_sky_stats(runs, tmp_path):
+    """objective.pixel_weight needs the data's sky (mean, std) even without the Gaussian
+    baseline: the run passes them, so training does not stop at ddpm_loss's missing-stats error."""
+    out = tmp_path / "pw"
+    galgen.train(
+        "ddpm", runs["data"], out, preset=None, seed=0, resume=False,
+        overrides=["train.steps=1", "train.batch_size=4", "objective.pixel_weight=1",
+                   "objective.baseline=\"none\""],
+    )  # fmt: skip
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["objective"]["pixel_weight"] == 1 and cfg["objective"].get("baseline", "none") == "none"
+    assert len(cfg["data_stats"]["mean"]) == 5
+
+
 @pytest.mark.parametrize(
     "bad, culprit",
     [

@@ -43,6 +43,14 @@ class DDPMConfig(DictConfig):
             alone. ``"gaussian"``: the exact ε or v of data distributed as an independent
             Gaussian per band (:func:`with_baseline`; the data's per-band ``(mean, std)`` are
             passed as ``stats``), so the network learns only what is not Gaussian sky.
+        pixel_weight: λ of the per-pixel loss weight ``1 + λ max(0, (x_t − α mean) / √(α² std²
+            + σ²))`` — how far the *noisy input* lies above the sky (per-band ``(mean, std)``
+            passed as ``stats``), in units of its own noise; 0 (the study's) weights every
+            pixel alike. Galaxy cores are a few per cent of a stamp's pixels, so under a uniform
+            mean the net spends little on them — and noise it leaves there becomes extra light
+            and a colour cast after the inverse arcsinh (docs/results.md, item 9). The weight
+            depends on x_t, never on x0, so it leaves the optimal prediction unchanged (a weight
+            of x0 would bias it toward bright images) and only moves the net's effort.
     """
 
     loss: Literal["huber", "l2"] = "huber"
@@ -51,6 +59,7 @@ class DDPMConfig(DictConfig):
     dropout: float = 0.0
     prediction: Literal["eps", "v"] = "eps"
     baseline: Literal["none", "gaussian"] = "none"
+    pixel_weight: float = 0.0
 
     def __post_init__(self) -> None:
         bad = self._invalid
@@ -66,6 +75,8 @@ class DDPMConfig(DictConfig):
             raise bad("prediction", f"must be one of {_PREDICTIONS}")
         if self.baseline not in _BASELINES:
             raise bad("baseline", f"must be one of {_BASELINES}")
+        if not self.pixel_weight >= 0:
+            raise bad("pixel_weight", "must be >= 0")
 
 
 def ddpm_schedule() -> VPSchedule:
@@ -173,15 +184,22 @@ def ddpm_loss(
     dropped with probability ``config.dropout``; loss = mean over pixels of
     :func:`huber_loss` (δ = ``config.huber_delta``) or the square of
     ``apply(params, x_t, t, z=z, drop=drop) - target``, target ε (``prediction="eps"``) or
-    ``α ε − σ x0`` (``"v"``).
+    ``α ε − σ x0`` (``"v"``), each pixel's term times ``1 + λ max(0, (x_t − α mean) /
+    √(α² std² + σ²))`` (λ = ``config.pixel_weight``, 0 by default).
 
     batch: ``{"image": (B, H, W, C) float32, "redshift": (B,) float32}``. ``stats``: the data's
-    per-band ``(mean, std)``, required with ``config.baseline="gaussian"`` (:func:`with_baseline`).
+    per-band ``(mean, std)``, required with ``config.baseline="gaussian"`` (:func:`with_baseline`)
+    or ``config.pixel_weight > 0``.
     Returns ``(loss, {"mse": mean squared error of the prediction})``.
     """
     config = config or DDPMConfig()
     n_steps = int(schedule.num_train_steps)
     apply = with_baseline(apply, schedule, config, stats)
+    weigh = config.pixel_weight > 0
+    if weigh:
+        if stats is None:
+            raise ValueError("DDPMConfig.pixel_weight > 0 needs stats=(mean, std) of the data")
+        w_mean, w_std = (jnp.asarray(a, jnp.float32) for a in stats)
 
     def loss_fn(params: Any, batch: dict[str, Array], key: Array):
         if "image" not in batch or "redshift" not in batch:
@@ -199,7 +217,11 @@ def ddpm_loss(
         z = smooth_redshift(k_z, batch["redshift"], config.label_smoothing)
         drop = jax.random.bernoulli(k_drop, config.dropout, (b,)) if config.dropout > 0 else None
         err = apply(params, x_t, t, z=z, drop=drop) - target
-        return jnp.mean(_per_element(err, config)), {"mse": jnp.mean(err**2)}
+        per_pixel = _per_element(err, config)
+        if weigh:
+            excess = jnp.maximum(0.0, (x_t - a * w_mean) / jnp.sqrt((a * w_std) ** 2 + s**2))
+            per_pixel = per_pixel * (1.0 + config.pixel_weight * excess)
+        return jnp.mean(per_pixel), {"mse": jnp.mean(err**2)}
 
     return loss_fn
 

@@ -495,12 +495,15 @@ def check_method(method: str) -> None:
 
 def data_stats(cfg: Mapping[str, Any]) -> tuple[list[float], list[float]] | None:
     """Per-band ``(mean, std)`` of the run's stretched training data, when its objective needs
-    them (``objective.baseline="gaussian"``, DDPM or pMF); None otherwise."""
-    if cfg["objective"].get("baseline", "none") == "none":
+    them (``objective.baseline="gaussian"``, DDPM or pMF; the DDPM's ``objective.pixel_weight``);
+    None otherwise."""
+    obj = cfg["objective"]
+    needs = [k for k in ("baseline", "pixel_weight") if obj.get(k, 0) not in (0, "none")]
+    if not needs:
         return None
     stats = cfg.get("data_stats")
     if stats is None:
-        raise GalgenError("objective.baseline needs the run's data_stats; this config has none")
+        raise GalgenError(f"objective.{needs[0]} needs the run's data_stats; this config has none")
     return stats["mean"], stats["std"]
 
 
