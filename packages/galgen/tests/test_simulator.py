@@ -348,7 +348,7 @@ def test_pixel_weight_alone_trains_with_the_runs_sky_stats(runs, tmp_path):
                    "objective.baseline=\"none\""],
     )  # fmt: skip
     cfg = json.loads((out / "config.json").read_text())
-    assert cfg["objective"]["pixel_weight"] == 1 and cfg["objective"].get("baseline", "none") == "none"
+    assert cfg["objective"]["pixel_weight"] == 1 and cfg["objective"]["baseline"] == "none"
     assert len(cfg["data_stats"]["mean"]) == 5
 
 
