@@ -3,6 +3,7 @@ radial profiles and pixel histograms."""
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -115,7 +116,7 @@ def sample_grid(
             if r == 0:
                 ax.set_title(f"{z_edges[c]:g}≤z<{z_edges[c + 1]:g}", fontsize=7)
             if c == 0:
-                ax.set_ylabel(name, fontsize=7)
+                ax.set_ylabel("\n".join(textwrap.wrap(name, 16)), fontsize=7)
     _save(fig, path)
 
 

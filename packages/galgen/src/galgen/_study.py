@@ -662,11 +662,15 @@ def evaluate(
     for i, g in enumerate(generated):
         with h5py.File(g, "r") as f:
             label = str(names[i] if names else f.attrs.get("method", Path(g).stem))
-            if label in labels:  # e.g. pMF one- and two-step are both "pmf": keep both rows
-                label = f"{label} (NFE {int(f.attrs.get('nfe', 0))})"
+            n_fe = int(f.attrs.get("nfe", 0))
+            if label in labels:  # e.g. pMF one- and two-step are both "pmf": keep both rows,
+                # told apart by NFE where it differs, else by the file's stem (two runs' files)
+                by_nfe = f"{label} (NFE {n_fe})"
+                same = n_fe == nfe[label] or by_nfe in labels
+                label = f"{label} [{Path(g).stem}]" if same else by_nfe
             if label in labels:
-                label = f"{label} [{Path(g).name}]"
-            nfe[label] = int(f.attrs.get("nfe", 0))
+                label = f"{label} [{Path(g).name} #{i}]"
+            nfe[label] = n_fe
             n_max = max(n_max, f["specz_redshift"].shape[0])
         labels.append(label)
     dask = None if scheduler is None else _LazyClient(scheduler)
