@@ -130,10 +130,13 @@ def baseline_stats(
     """
     if baseline == "none":
         return None
+    return _required_stats(stats, f"{owner}.baseline={baseline!r}")
+
+
+def _required_stats(stats: tuple[Any, Any] | None, setting: str) -> tuple[jax.Array, jax.Array]:
+    """``stats`` as float32 ``(mean, std)``; a ``ValueError`` naming ``setting`` if missing."""
     if stats is None:
-        raise ValueError(
-            f"{owner}.baseline={baseline!r} needs stats=(mean, std) of the training data"
-        )
+        raise ValueError(f"{setting} needs stats=(mean, std) of the training data")
     mean, std = (jnp.asarray(a, jnp.float32) for a in stats)
     return mean, std
 
@@ -197,9 +200,7 @@ def ddpm_loss(
     apply = with_baseline(apply, schedule, config, stats)
     weigh = config.pixel_weight > 0
     if weigh:
-        if stats is None:
-            raise ValueError("DDPMConfig.pixel_weight > 0 needs stats=(mean, std) of the data")
-        w_mean, w_std = (jnp.asarray(a, jnp.float32) for a in stats)
+        w_mean, w_std = _required_stats(stats, f"DDPMConfig.pixel_weight={config.pixel_weight}")
 
     def loss_fn(params: Any, batch: dict[str, Array], key: Array):
         if "image" not in batch or "redshift" not in batch:
