@@ -148,6 +148,49 @@ def test_scaled_redshift_embedding_resolves_nearby_redshifts():
     assert ratio["scaled"] > 5 * ratio["raw"]
 
 
+def test_scale_shift_gains_the_features_by_the_embedding():
+    """FiLM conditioning of the DDPM U-Net: with every block's gain half zeroed it is the
+    baseline's added bias (same shift parameters); a gain k in the last block alone scales the
+    output's feature part by 1 + k, closed form ``(1 + k)(y0 - c) + c`` (c: the 1x1 out bias)."""
+    add, p_add = _net("ddpm-tiny")
+    ss, p_ss = _net("ddpm-tiny", scale_shift=True)
+    blocks = ("down1", "down2", "down3", "up1", "up2", "up3")
+    x, t, _, _, z = _inputs()
+
+    def halves(params, gain, shift=lambda b, a: a):
+        """params with each block's emb = [gain(block, scale half), shift(block, shift half)]."""
+        out = jax.tree.map(lambda a: a, params)
+        for b in blocks:
+            for k in ("kernel", "bias"):
+                s_half, b_half = jnp.split(params[b]["emb"][k], 2, axis=-1)
+                out[b]["emb"][k] = jnp.concatenate([gain(b, s_half), shift(b, b_half)], axis=-1)
+        return out
+
+    no_gain = halves(p_ss, lambda b, a: jnp.zeros_like(a))
+    as_add = jax.tree.map(lambda a: a, p_ss)
+    for b in blocks:
+        as_add[b]["emb"] = {
+            k: jnp.split(p_ss[b]["emb"][k], 2, axis=-1)[1] for k in ("kernel", "bias")
+        }
+    assert jax.tree.structure(as_add) == jax.tree.structure(p_add)
+    np.testing.assert_allclose(
+        ss.apply(no_gain, x, t, z=z), add.apply(as_add, x, t, z=z), atol=1e-5
+    )
+
+    k = 0.7
+    zero = halves(p_ss, lambda b, a: jnp.zeros_like(a), lambda b, a: jnp.zeros_like(a))
+    gained = jax.tree.map(lambda a: a, zero)
+    gained["up3"]["emb"]["bias"] = (
+        zero["up3"]["emb"]["bias"].at[: zero["up3"]["emb"]["bias"].size // 2].set(k)
+    )
+    y0 = ss.apply(zero, x, t, z=z)
+    c = p_ss["outc"]["bias"]
+    np.testing.assert_allclose(
+        ss.apply(gained, x, t, z=z), (1 + k) * (y0 - c) + c, rtol=1e-4, atol=1e-5
+    )
+    assert float(jnp.max(jnp.abs(y0 - c))) > 1e-2  # the features are not zero
+
+
 def test_null_embedding_is_learned_parameter():
     net, params = _net("pmf-tiny")
     x, t, r, w, z = _inputs()

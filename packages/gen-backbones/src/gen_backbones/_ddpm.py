@@ -39,33 +39,46 @@ class DoubleConv(nnx.Module):
         return _gelu(x + h) if self.residual else h
 
 
+def _condition(x: jax.Array, proj: jax.Array, scale_shift: bool) -> jax.Array:
+    """Apply a block's projected embedding ``proj`` (B, C) or (B, 2C) to ``x`` (B, H, W, C):
+    ``x + proj`` (the baseline's), or with ``scale_shift`` ``x * (1 + s) + b`` for
+    ``proj = [s, b]`` (FiLM: the embedding also gains each channel, so the labels can brighten
+    or redden the features where the galaxy is, not only shift every pixel alike)."""
+    if not scale_shift:
+        return x + proj[:, None, None, :]
+    s, b = jnp.split(proj[:, None, None, :], 2, axis=-1)
+    return x * (1.0 + s) + b
+
+
 class Down(nnx.Module):
     """max-pool -> residual DoubleConv -> DoubleConv -> + SiLU/Dense(embedding)."""
 
-    def __init__(self, cin, cout, emb_dim, *, padding="SAME", dtype, rngs):
+    def __init__(self, cin, cout, emb_dim, *, padding="SAME", scale_shift=False, dtype, rngs):
         kw = dict(padding=padding, dtype=dtype, rngs=rngs)
         self.conv1 = DoubleConv(cin, cin, residual=True, **kw)
         self.conv2 = DoubleConv(cin, cout, **kw)
-        self.emb = nnx.Linear(emb_dim, cout, dtype=dtype, rngs=rngs)
+        self.scale_shift = scale_shift
+        self.emb = nnx.Linear(emb_dim, cout * (2 if scale_shift else 1), dtype=dtype, rngs=rngs)
 
     def __call__(self, x, emb):
         x = self.conv2(self.conv1(max_pool2(x)))
-        return x + self.emb(jax.nn.silu(emb))[:, None, None, :]
+        return _condition(x, self.emb(jax.nn.silu(emb)), self.scale_shift)
 
 
 class Up(nnx.Module):
     """bilinear x2 -> concat(skip, x) -> residual DoubleConv -> DoubleConv -> + embedding."""
 
-    def __init__(self, cin, cout, emb_dim, *, padding="SAME", dtype, rngs):
+    def __init__(self, cin, cout, emb_dim, *, padding="SAME", scale_shift=False, dtype, rngs):
         kw = dict(padding=padding, dtype=dtype, rngs=rngs)
         self.conv1 = DoubleConv(cin, cin, residual=True, **kw)
         self.conv2 = DoubleConv(cin, cout, cin // 2, **kw)
-        self.emb = nnx.Linear(emb_dim, cout, dtype=dtype, rngs=rngs)
+        self.scale_shift = scale_shift
+        self.emb = nnx.Linear(emb_dim, cout * (2 if scale_shift else 1), dtype=dtype, rngs=rngs)
 
     def __call__(self, x, skip, emb):
         x = jnp.concatenate([skip, upsample_bilinear2(x)], axis=-1)
         x = self.conv2(self.conv1(x))
-        return x + self.emb(jax.nn.silu(emb))[:, None, None, :]
+        return _condition(x, self.emb(jax.nn.silu(emb)), self.scale_shift)
 
 
 class DDPMUNet(nnx.Module):
@@ -80,28 +93,31 @@ class DDPMUNet(nnx.Module):
     border pixels see mirrored sky instead of a zero frame, see ``gen_backbones.PADDINGS``).
     ``scalar_embedding="scaled"`` replaces ``Dense(1, time_dim)(z)`` by an MLP of the sinusoidal
     embedding of ``250 z`` (``gen_backbones.SCALAR_EMBEDDINGS``); the time embedding is unchanged.
+    ``scale_shift=True`` (not the baseline's) makes each block's embedding a FiLM gain and shift,
+    ``x (1 + s) + b``, instead of the added bias ``x + b``.
     """
 
     def __init__(
         self, channels=5, ch=64, mid_mult=8, time_dim=256, padding="SAME",
-        scalar_embedding="raw", *, dtype=jnp.float32, rngs,
+        scalar_embedding="raw", scale_shift=False, *, dtype=jnp.float32, rngs,
     ):  # fmt: skip
         c1, c2, c3, cm = ch * 2, ch * 4, ch * 4, ch * mid_mult
         check_padding(padding)
         check_scalar_embedding(scalar_embedding)
         kw = dict(padding=padding, dtype=dtype, rngs=rngs)
+        bk = dict(kw, scale_shift=bool(scale_shift))
         self.time_dim = time_dim
         self.dtype = dtype
         self.inc = DoubleConv(channels, ch, **kw)
-        self.down1 = Down(ch, c1, time_dim, **kw)
-        self.down2 = Down(c1, c2, time_dim, **kw)
-        self.down3 = Down(c2, c3, time_dim, **kw)
+        self.down1 = Down(ch, c1, time_dim, **bk)
+        self.down2 = Down(c1, c2, time_dim, **bk)
+        self.down3 = Down(c2, c3, time_dim, **bk)
         self.bot1 = DoubleConv(c3, cm, **kw)
         self.bot2 = DoubleConv(cm, cm, **kw)
         self.bot3 = DoubleConv(cm, c3, **kw)
-        self.up1 = Up(c3 + c2, c1, time_dim, **kw)
-        self.up2 = Up(c1 + c1, ch, time_dim, **kw)
-        self.up3 = Up(ch + ch, ch, time_dim, **kw)
+        self.up1 = Up(c3 + c2, c1, time_dim, **bk)
+        self.up2 = Up(c1 + c1, ch, time_dim, **bk)
+        self.up3 = Up(ch + ch, ch, time_dim, **bk)
         self.outc = nnx.Conv(ch, channels, (1, 1), dtype=dtype, rngs=rngs)
         if scalar_embedding == "scaled":
             z_scale = SCALAR_SCALES["z"]
