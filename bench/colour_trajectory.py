@@ -7,6 +7,8 @@ redshift bin at each t, beside the real galaxies' medians. At t = 1 x̂0 is the 
 image, whose colours follow z; a model that uses z weakly at intermediate t lets the bins' colours
 merge toward the marginal as t falls. ``--guidance w`` applies classifier-free guidance (a model
 trained with ``objective.dropout > 0``); several values compare the same noise at each w.
+``--train FILE`` adds the row "ideal 1.00": what x̂0 at t = 1 would be for a perfect network, the
+mean stretched training stamp within ±``--window`` of each test redshift, mapped back the same way.
 
     .venv/bin/python bench/colour_trajectory.py RUN DATA/..._testing_with_morphology.hdf5 \
         --n 512 --guidance 1 2 3
@@ -40,6 +42,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=50, help="DDIM steps")
     ap.add_argument("--guidance", type=float, nargs="+", default=[1.0])
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--train", type=Path, default=None, help="training split: adds 'ideal 1.00'")
+    ap.add_argument("--window", type=float, default=0.02, help="redshift half-width of the mean")
     a = ap.parse_args()
 
     sim = Simulator.load(a.run)
@@ -65,6 +69,13 @@ def main() -> None:
     report = {int(np.argmin(np.abs(ts - t))) for t in REPORT_T}
     bins = [(lo, hi, (z >= lo) & (z < hi)) for lo, hi in zip(ZBINS[:-1], ZBINS[1:], strict=True)]
     real = colours(np.asarray(ds.images[:n], np.float32))
+    ideal = None
+    if a.train is not None:
+        tr = open_split(a.train)
+        xs = np.asarray(sim._transform.forward(np.asarray(tr.images[:], np.float32)), np.float32)
+        zt = np.asarray(tr.redshift[:], np.float32)
+        means = np.stack([xs[np.abs(zt - zi) <= a.window].mean(axis=0) for zi in z])
+        ideal = colours(np.asarray(sim._transform.inverse(means), np.float32))
 
     for w in a.guidance:
         model = dc.ddpm_model_fn(apply, sim._params, jnp.asarray(z), None if w == 1.0 else w)
@@ -90,13 +101,14 @@ def main() -> None:
 
         print(f"\nguidance w = {w}: median g-r / r-i of x0_hat per redshift bin (N galaxies)")
         head = " ".join(f"{f'{lo:.2f}-{hi:.2f} ({m.sum()})':>15}" for lo, hi, m in bins)
-        print(f"{'t':>6} {head}")
-        for label, c in [("real", real)] + [(f"{t:.2f}", rows[t]) for t in sorted(rows)[::-1]]:
+        print(f"{'t':>10} {head}")
+        table = [("real", real)] + ([("ideal 1.00", ideal)] if ideal is not None else [])
+        for label, c in table + [(f"{t:.2f}", rows[t]) for t in sorted(rows)[::-1]]:
             cells = []
             for _, _, m in bins:
                 med = np.median(c[m], axis=0) if m.sum() else (np.nan, np.nan)
                 cells.append(f"{med[0]:+.2f}/{med[1]:+.2f}")
-            print(f"{label:>6} " + " ".join(f"{x:>15}" for x in cells))
+            print(f"{label:>10} " + " ".join(f"{x:>15}" for x in cells))
 
 
 if __name__ == "__main__":
