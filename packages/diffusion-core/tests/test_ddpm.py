@@ -374,3 +374,35 @@ def test_pixel_weight_weighs_each_pixel_by_the_noisy_inputs_excess_over_the_sky(
         ddpm_loss(off_by_one, SCHED, cfg)
     with pytest.raises(ValueError, match="pixel_weight"):
         DDPMConfig(pixel_weight=-1.0)
+
+
+def test_colour_weight_costs_band_contrasts_more_and_luminosity_the_same():
+    """colour_weight=κ, L2: a pixel's error e is charged C m² + (1 + κ)|e − m|² over its C bands
+    (m the band mean), computed here by hand; an error equal in every band costs what it did,
+    and the reported mse stays the plain one."""
+    rng = np.random.default_rng(5)
+    batch = {
+        "image": rng.normal(0.0, 1.0, (8, 4, 4, 3)).astype(np.float32),
+        "redshift": np.ones((8,), np.float32),
+    }
+    x0 = jnp.asarray(batch["image"])
+
+    def off_by(e):
+        def apply(params, x, t, z=None, drop=None):  # eps prediction with error exactly e
+            s = (slice(None), None, None, None)
+            return (x - SCHED.alpha(t)[s] * x0) / SCHED.sigma(t)[s] + jnp.asarray(e)
+
+        return apply
+
+    kappa, e = 3.0, np.array([1.0, 2.0, 4.0], np.float32)
+    m = e.mean()
+    want = (3 * m**2 + (1 + kappa) * np.sum((e - m) ** 2)) / 3
+    cfg = DDPMConfig(loss="l2", label_smoothing=0.0, colour_weight=kappa)
+    val, aux = ddpm_loss(off_by(e), SCHED, cfg)(None, batch, jax.random.key(0))
+    assert float(val) == pytest.approx(want, rel=1e-5)
+    assert float(aux["mse"]) == pytest.approx(np.mean(e**2), rel=1e-5)
+    grey = np.full(3, 2.0, np.float32)
+    val_grey, _ = ddpm_loss(off_by(grey), SCHED, cfg)(None, batch, jax.random.key(0))
+    assert float(val_grey) == pytest.approx(4.0, rel=1e-5)
+    with pytest.raises(ValueError, match="colour_weight"):
+        DDPMConfig(colour_weight=-0.5)
