@@ -33,12 +33,14 @@ def evaluated(tmp_path_factory):
     quiet[:, 4:-4, -4:, 0] *= 0.5
     gens = []
     # "cast2" has the same method as "cast" (like pMF one- and two-step): both rows must stay;
-    # "cast3" has its NFE too (like one sampler on two runs): its row is named by its file
+    # "cast3" has its NFE too (like one sampler on two runs): its row is named by its file;
+    # "run2/cast3" also has its file's stem: both rows are named by folder/stem
     for name, imgs, method, nfe in (
         ("cast", cast, "cast", 1), ("quiet", quiet, "quiet", 1), ("cast2", x, "cast", 2),
-        ("cast3", cast, "cast", 1),
+        ("cast3", cast, "cast", 1), ("run2/cast3", quiet, "cast", 1),
     ):  # fmt: skip
         p = root / f"{name}.hdf5"
+        p.parent.mkdir(exist_ok=True)
         write_split(p, imgs, z)
         with h5py.File(p, "a") as f:
             f.attrs.update(method=method, nfe=nfe)
@@ -58,7 +60,8 @@ def test_evaluate_writes_every_table_and_figure(evaluated):
     t1 = (out / "table1.md").read_text()
     assert "| real vs real |" in t1 and "Ratio to the real-vs-real floor" in t1
     assert "| cast | 1 |" in t1 and "| cast (NFE 2) | 2 |" in t1  # same method, two rows
-    assert "| cast [cast3] | 1 |" in t1
+    c3 = f"cast [{evaluated['gens'][3].parent.name}/cast3]"  # the tmp folder's name
+    assert f"| {c3} | 1 |" in t1 and "| cast [run2/cast3] | 1 |" in t1
     phot = (out / "photometry.md").read_text()
     assert phot.count("| real vs real |") == 2  # JSD and BCD tables
     assert "| real test |" in (out / "photoz.md").read_text()
@@ -86,7 +89,12 @@ def test_planted_defects_land_in_the_right_cells(evaluated):
     assert ims["quiet"]["sky_ratio"][0] == pytest.approx(0.5, abs=0.08)
     assert ims["quiet"]["sky_ratio"][2] == pytest.approx(1.0, abs=1e-9)
     pz = json.loads((out / "photoz.json").read_text())["rows"]
-    assert set(pz) == {"real test", "cast", "quiet", "cast (NFE 2)", "cast [cast3]"}
+    c3 = f"cast [{evaluated['gens'][3].parent.name}/cast3]"
+    assert set(pz) == {"real test", "cast", "quiet", "cast (NFE 2)", c3, "cast [run2/cast3]"}
+    # the run2 file is the quiet stamps: its row is theirs, not cast3's (rows follow files)
+    ims = json.loads((out / "imagestats.json").read_text())["rows"]
+    assert ims["cast [run2/cast3]"]["sky_ratio"] == ims["quiet"]["sky_ratio"]
+    assert ims[c3]["sky_ratio"] == ims["cast"]["sky_ratio"]
     assert pz["real test"]["n"] == 48
     # "cast (NFE 2)" is an unchanged copy of the real stamps: the same photo-z numbers exactly
     assert pz["cast (NFE 2)"]["nmad"] == pz["real test"]["nmad"]

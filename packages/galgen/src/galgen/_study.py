@@ -616,6 +616,15 @@ def table1(rows: dict[str, dict[str, Any]], nfe: dict[str, int]) -> str:
     return "\n".join(lines)
 
 
+def _file_tag(path: str | Path, paths: Sequence[str | Path]) -> str:
+    """``path``'s stem, or ``parent/stem`` where another of ``paths`` has the same stem (the
+    same sampler's file name in two run folders), for telling table rows apart."""
+    p = Path(path)
+    if sum(Path(q).stem == p.stem for q in paths) > 1:
+        return f"{p.parent.name}/{p.stem}"
+    return p.stem
+
+
 def evaluate(
     real: Path,
     generated: Sequence[Path],
@@ -667,7 +676,7 @@ def evaluate(
                 # told apart by NFE where it differs, else by the file's stem (two runs' files)
                 by_nfe = f"{label} (NFE {n_fe})"
                 same = n_fe == nfe[label] or by_nfe in labels
-                label = f"{label} [{Path(g).stem}]" if same else by_nfe
+                label = f"{label} [{_file_tag(g, generated)}]" if same else by_nfe
             if label in labels:
                 label = f"{label} [{Path(g).name} #{i}]"
             nfe[label] = n_fe
