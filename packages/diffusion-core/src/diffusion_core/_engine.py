@@ -111,6 +111,9 @@ def _cpu_options_supported(items: tuple[tuple[str, str], ...]) -> bool:
 def step_compiler_options(devices: Any) -> dict[str, str] | None:
     """The compiler options `train` compiles its step with on ``devices`` (None: XLA defaults).
 
+    Forward passes gain too (galgen's samplers compile with them: ddpm-tiny 32x32 batch 128
+    1.7x faster on 2 cores).
+
     `CPU_STEP_COMPILER_OPTIONS` when every device is a CPU, XLA_FLAGS does not set the same
     options and this jaxlib accepts them; None otherwise. For benchmarks that compare a bare
     ``jax.jit`` loop with the engine: ``jax.jit(f, compiler_options=step_compiler_options(...))``.

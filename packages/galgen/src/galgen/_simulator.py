@@ -299,7 +299,12 @@ class Simulator:
             box["nfe"] = nfe * passes
             return x
 
-        self._samplers[key] = (jax.jit(fn), box)
+        from diffusion_core import step_compiler_options
+
+        # the train step's XLA:CPU options (convolutions by Eigen, not YNNPACK): a ddpm-tiny
+        # forward pass at 32x32, batch 128, 321 -> 190 ms on 2 cores (docs/results.md, issue 21)
+        opts = step_compiler_options(jax.devices()[:1])
+        self._samplers[key] = (jax.jit(fn, compiler_options=opts), box)
         return self._samplers[key]
 
     def _check_guidance(self, guidance: float | None) -> None:
