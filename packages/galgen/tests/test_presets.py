@@ -121,4 +121,5 @@ def test_cpu_presets_train_v_prediction_on_data_of_unit_scale(tmp_path):
         assert cfg["objective"]["prediction"] == "v", preset
         opts = {k: v for k, v in cfg["data"].items() if k != "transform"}
         std = ArcsinhStretch.fit(x, **opts).forward(x).std()
-        assert 0.45 < std < 1.0, (preset, std)
+        # ddpm-cpu's softening-2 stretch (item 12): ~0.9 on 32x32 stamps, ~1.1 on these 16x16
+        assert 0.45 < std < 1.5, (preset, std)
