@@ -84,8 +84,9 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
 # The recipes the CPU reproduce presets train (docs/results.md, realism diagnosis): the tiny
 # nets with v-prediction (DDPM), a larger data.peak (DDPM: stretched data std nearer the unit
 # variance of the schedule than the study's ~0.24; removes most of the frame) and
-# objective.baseline="gaussian" (both: the net adds to the exact prediction for per-band Gaussian sky, so it need not learn the sky
-# noise; pMF's one-step samples get their sky noise back).
+# objective.baseline="gaussian" (both: the net adds to the exact prediction for per-band
+# Gaussian sky, so it need not learn the sky noise; pMF's one-step samples get their sky noise
+# back).
 # The DDPM also embeds z scaled *and* gains its features by it (FiLM, backbone.scale_shift;
 # diagnosis item 11): with either alone the net's x0 estimate at t = 1 misses the 4000 A
 # colour step of the conditional mean (g - r 0.66 -> 0.33 across z = 0.5); with both it has it.
