@@ -153,3 +153,41 @@ def test_own_pool_spawns_after_an_accelerator_backend_started(monkeypatch):
     assert made[-1].get_start_method() == "spawn"
     for k in ref:
         np.testing.assert_array_equal(got[k], ref[k], err_msg=k)
+
+
+def _imported(name: str) -> bool:
+    import sys
+
+    return name in sys.modules
+
+
+def test_fork_pool_workers_inherit_the_preloaded_modules(monkeypatch):
+    """A task's imports (statmorph: ~5 s) are paid once in the parent, not by every worker of
+    every pool: the parent imports ``preload`` before forking, so a worker already has it."""
+    import sys
+
+    from morph_metrics import _measure
+
+    monkeypatch.delitem(sys.modules, "wave", raising=False)  # a stdlib module nothing here uses
+    with _measure._process_pool(1) as pool:
+        assert not pool.submit(_imported, "wave").result()
+    with _measure._process_pool(1, preload=("wave",)) as pool:
+        assert pool.submit(_imported, "wave").result()
+
+
+def test_own_pools_preload_what_the_protocol_imports(monkeypatch):
+    from morph_metrics import _measure, measure_chunks
+
+    asked = []
+    real = _measure._process_pool
+
+    def recording(n_workers, preload=()):
+        asked.append(tuple(preload))
+        return real(n_workers, preload)
+
+    monkeypatch.setattr(_measure, "_process_pool", recording)
+    imgs = _batch(6)
+    measure(imgs, protocol="paper", chunk_size=3, n_workers=2)
+    measure_chunks(lambda i, j: imgs[i:j], 6, protocol="paper", chunk_size=3, n_workers=2)
+    assert asked == [("photutils.segmentation",)] * 2
+    assert "statmorph" in _measure._task_modules("statmorph")
