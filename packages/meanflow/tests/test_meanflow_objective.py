@@ -111,6 +111,29 @@ def test_official_variant_draws_like_the_public_code():
     )
 
 
+def test_uniform_time_mixture_covers_low_noise():
+    """t_uniform = 0 draws what the logit-normal sampler draws; t_uniform = 1 draws t = max and
+    r = min of two uniforms (CDFs x² and 1 - (1 - x)²; on the r = t rows t is the max of two);
+    t_uniform = 0.4 mixes: P(t < 0.5) = 0.4 · 0.25 + 0.6 · P_logit-normal(t < 0.5)."""
+    n = 200_000
+    key = jax.random.key(3)
+    t0, r0 = (np.asarray(a) for a in sample_time_pairs(key, n, PMFConfig()))
+    t_off, r_off = (np.asarray(a) for a in sample_time_pairs(key, n, PMFConfig(t_uniform=0.0)))
+    np.testing.assert_array_equal(t0, t_off)
+    np.testing.assert_array_equal(r0, r_off)
+    t1, r1 = (np.asarray(a) for a in sample_time_pairs(key, n, PMFConfig(t_uniform=1.0)))
+    rest = slice(n // 2, None)  # the r < t rows
+    for x in (0.1, 0.25, 0.5, 0.8):
+        assert abs(np.mean(t1 < x) - x**2) < 0.005
+        assert abs(np.mean(r1[rest] < x) - (1 - (1 - x) ** 2)) < 0.006
+    tm, _ = (np.asarray(a) for a in sample_time_pairs(key, n, PMFConfig(t_uniform=0.4)))
+    p_ln = np.mean(t0 < 0.5)  # the logit-normal max's own rate (~2.5 %)
+    assert p_ln < 0.04
+    assert abs(np.mean(tm < 0.5) - (0.4 * 0.25 + 0.6 * p_ln)) < 0.005
+    with pytest.raises(ValueError, match="t_uniform"):
+        PMFConfig(t_uniform=1.5)
+
+
 @pytest.mark.parametrize("delta", [0.2, 1.0, 4.0])
 def test_pmf_and_ddpm_huber_agree_for_any_delta(delta):
     """One Huber for both objectives: on the same errors, pMF's per-example loss is the sum over

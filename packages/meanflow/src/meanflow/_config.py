@@ -22,6 +22,10 @@ class PMFConfig(DictConfig):
             official code's ``clip(t, 0.05, 1)``).
         p_mean, p_std: ``t`` and ``r`` are both drawn from ``sigmoid(N(p_mean, p_std))``;
             ``t = max``, ``r = min``.
+        t_uniform: fraction of rows (drawn at random) whose two time draws are uniform on
+            ``[0, 1]`` instead of logit-normal. The default logit-normal puts ``t < 0.5`` on
+            2.5 % of the rows, so the low-noise maps that the later steps of a multi-step sample
+            use are never trained (docs/results.md, diagnosis item 13); 0 = the study's sampler.
         frac_equal: fraction of each batch (its first rows) with ``r = t`` (flow-matching rows).
         w_max: guidance scales are drawn from ``[1, w_max]``.
         w_dist: ``"log_uniform"`` (density ∝ 1/w, ``w = w_max**U``), ``"uniform"``, or
@@ -55,6 +59,7 @@ class PMFConfig(DictConfig):
     t_clip: float = 0.05
     p_mean: float = 0.8
     p_std: float = 0.8
+    t_uniform: float = 0.0
     frac_equal: float = 0.5
     w_max: float = 7.0
     w_dist: str = "log_uniform"
@@ -104,6 +109,8 @@ class PMFConfig(DictConfig):
             raise bad("t_clip", "must lie in (0, 1)")
         if self.p_std <= 0:
             raise bad("p_std", "must be positive")
+        if not 0.0 <= self.t_uniform <= 1.0:
+            raise bad("t_uniform", "must lie in [0, 1]")
         if not 0.0 <= self.frac_equal <= 1.0:
             raise bad("frac_equal", "must lie in [0, 1]")
         if self.w_max < 1.0:

@@ -124,10 +124,17 @@ def sample_time_pairs(key: Array, batch: int, config: PMFConfig) -> tuple[Array,
     """``(t, r)``, each ``(B,)``: two logit-normal draws, ``t = max``, ``r = min``; the first
     ``floor(B · frac_equal)`` rows have ``r = t`` — there ``t`` is the max of the two draws
     (``"algorithm1"``) or the first draw alone (``"official"``, as the public code: its median
-    is sigmoid(p_mean), not biased toward noise)."""
+    is sigmoid(p_mean), not biased toward noise). A random ``t_uniform`` fraction of the rows
+    draws both times uniformly on ``[0, 1]`` instead (``t_uniform = 0`` draws the same numbers
+    as before the option existed)."""
     k1, k2 = jax.random.split(key)
     draw = lambda k: jax.nn.sigmoid(config.p_mean + config.p_std * jax.random.normal(k, (batch,)))  # noqa: E731
     a, b = draw(k1), draw(k2)
+    if config.t_uniform > 0:
+        k_mix, k_a, k_b = jax.random.split(jax.random.fold_in(key, 2), 3)
+        mix = jax.random.uniform(k_mix, (batch,)) < config.t_uniform
+        a = jnp.where(mix, jax.random.uniform(k_a, (batch,)), a)
+        b = jnp.where(mix, jax.random.uniform(k_b, (batch,)), b)
     equal = jnp.arange(batch) < int(batch * config.frac_equal)
     if config.variant == "official":
         b = jnp.where(equal, a, b)
