@@ -117,10 +117,15 @@ def test_uniform_time_mixture_covers_low_noise():
     t_uniform = 0.4 mixes: P(t < 0.5) = 0.4 · 0.25 + 0.6 · P_logit-normal(t < 0.5)."""
     n = 200_000
     key = jax.random.key(3)
-    t0, r0 = (np.asarray(a) for a in sample_time_pairs(key, n, PMFConfig()))
-    t_off, r_off = (np.asarray(a) for a in sample_time_pairs(key, n, PMFConfig(t_uniform=0.0)))
-    np.testing.assert_array_equal(t0, t_off)
-    np.testing.assert_array_equal(r0, r_off)
+    t0, r0 = (np.asarray(a) for a in sample_time_pairs(key, n, PMFConfig(t_uniform=0.0)))
+    # the study's sampler written out independently: two logit-normal draws from the key's two
+    # halves, t = max, r = min, r = t on the first half of the rows
+    k1, k2 = jax.random.split(key)
+    a, b = (np.asarray(jax.nn.sigmoid(0.8 + 0.8 * jax.random.normal(k, (n,)))) for k in (k1, k2))
+    t_ref = np.maximum(a, b)
+    r_ref = np.where(np.arange(n) < n // 2, t_ref, np.minimum(a, b))
+    np.testing.assert_array_equal(t0, t_ref)
+    np.testing.assert_array_equal(r0, r_ref)
     t1, r1 = (np.asarray(a) for a in sample_time_pairs(key, n, PMFConfig(t_uniform=1.0)))
     rest = slice(n // 2, None)  # the r < t rows
     for x in (0.1, 0.25, 0.5, 0.8):
