@@ -124,6 +124,46 @@ def test_gaussian_baseline_is_the_exact_map_of_gaussian_data():
         pmf_loss(zero, cfg)
 
 
+def test_asinh_baseline_keeps_the_sky_noise_white_in_linear_flux():
+    """objective.baseline="gaussian_asinh": where the network paints a bright flat galaxy, the
+    one-step sample's noise, mapped back through the stretch ``x = s sinh(norm y)``, has the sky's
+    linear-flux σ (the real data's: the sky noise is white in flux) — under "gaussian" it is
+    cosh(norm · level) times larger, the mottled cores of diagnosis item 15. A zero network
+    draws exactly what "gaussian" draws."""
+    from meanflow import asinh_noise_gate, pmf_loss
+
+    mean, std, norm = jnp.array([0.0, 0.05]), jnp.array([0.02, 0.03]), jnp.array([6.0, 4.0])
+    level = jnp.array([0.5, 0.6])  # stretched core level per band: cosh(norm·level) = 10.1, 5.0
+    noise = jax.random.normal(jax.random.key(5), (4, 32, 32, 2))
+    zero = lambda params, x, t, r=None, w=None, z=None, drop=None: jnp.zeros_like(x)  # noqa: E731
+    flat = lambda params, x, t, r=None, w=None, z=None, drop=None: level - mean + 0 * x  # noqa: E731
+    asinh, gauss = PMFConfig(baseline="gaussian_asinh"), PMFConfig(baseline="gaussian")
+    for steps in (1, 2):
+        a = sample(
+            zero, None, noise, jnp.ones(4), num_steps=steps, config=asinh, stats=(mean, std, norm)
+        )
+        np.testing.assert_allclose(a, mean + std * noise, rtol=1e-4, atol=1e-5)
+
+    def linear_sigma(y):  # per band, s = 1
+        return np.asarray(jnp.std(jnp.sinh(norm * y), axis=(0, 1, 2)))
+
+    sky = linear_sigma(mean + std * noise)
+    core_a = linear_sigma(
+        sample(flat, None, noise, jnp.ones(4), config=asinh, stats=(mean, std, norm))
+    )
+    core_g = linear_sigma(sample(flat, None, noise, jnp.ones(4), config=gauss, stats=(mean, std)))
+    np.testing.assert_allclose(core_a / sky, 1.0, atol=0.05)
+    np.testing.assert_allclose(
+        core_g / sky, np.cosh(norm * level) / np.cosh(norm * mean), rtol=0.05
+    )
+    np.testing.assert_allclose(asinh_noise_gate(mean, mean, norm), 1.0)
+
+    with pytest.raises(ValueError, match="gaussian_asinh.*norm"):
+        sample(zero, None, noise, jnp.ones(4), config=asinh, stats=(mean, std))
+    with pytest.raises(ValueError, match="gaussian_asinh"):
+        pmf_loss(zero, asinh, stats=(mean, std))
+
+
 @pytest.mark.parametrize(
     "z, culprit",
     [

@@ -498,10 +498,10 @@ def check_method(method: str) -> None:
         raise GalgenError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
 
 
-def data_stats(cfg: Mapping[str, Any]) -> tuple[list[float], list[float]] | None:
+def data_stats(cfg: Mapping[str, Any]) -> tuple[list[float], ...] | None:
     """Per-band ``(mean, std)`` of the run's stretched training data, when its objective needs
-    them (``objective.baseline="gaussian"``, DDPM or pMF; the DDPM's ``objective.pixel_weight``);
-    None otherwise."""
+    them (``objective.baseline="gaussian"``, DDPM or pMF; the DDPM's ``objective.pixel_weight``),
+    with the arcsinh stretch's ``norm`` appended for pMF's ``"gaussian_asinh"``; None otherwise."""
     obj = cfg["objective"]
     needs = [k for k in ("baseline", "pixel_weight") if obj.get(k, 0) not in (0, "none")]
     if not needs:
@@ -509,7 +509,15 @@ def data_stats(cfg: Mapping[str, Any]) -> tuple[list[float], list[float]] | None
     stats = cfg.get("data_stats")
     if stats is None:
         raise GalgenError(f"objective.{needs[0]} needs the run's data_stats; this config has none")
-    return stats["mean"], stats["std"]
+    if obj.get("baseline") != "gaussian_asinh":
+        return stats["mean"], stats["std"]
+    tf = cfg.get("transform", {})
+    if tf.get("kind") != "arcsinh":
+        raise GalgenError(
+            "objective.baseline='gaussian_asinh' needs data.transform='arcsinh' "
+            f"(this run's transform is {tf.get('kind')!r})"
+        )
+    return stats["mean"], stats["std"], tf["norm"]
 
 
 def _build(cfg: Mapping[str, Any]):

@@ -192,6 +192,7 @@ def check_config(cfg: dict[str, Any]) -> None:
         ("objective", lambda: obj.from_dict(dict(cfg["objective"]))),
         ("train", lambda: dc.TrainConfig.from_dict({**cfg["train"], "seed": cfg.get("seed", 0)})),
         ("backbone", lambda: _build(cfg)),
+        ("objective", lambda: data_stats(cfg)),  # the stats (and stretch) its baseline needs
     )
     for section, build in checks:
         try:

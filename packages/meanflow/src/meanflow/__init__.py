@@ -7,6 +7,7 @@ Algorithm 1, or the official pixel-MeanFlow variant) for any backbone
 
 from meanflow._config import PMFConfig
 from meanflow._objective import (
+    asinh_noise_gate,
     average_velocity,
     flow_matching_loss,
     gaussian_clean_image,
@@ -24,6 +25,7 @@ __version__ = "0.1.0"
 __all__ = [
     "check_guidance",
     "PMFConfig",
+    "asinh_noise_gate",
     "average_velocity",
     "flow_matching_loss",
     "gaussian_clean_image",

@@ -8,7 +8,7 @@ from typing import Any
 from diffusion_core import DictConfig
 
 VARIANTS = ("algorithm1", "official")
-BASELINES = ("none", "gaussian")
+BASELINES = ("none", "gaussian", "gaussian_asinh")
 LOSSES = ("l2", "huber")
 W_DISTS = ("log_uniform", "uniform", "fixed")
 
@@ -54,6 +54,12 @@ class PMFConfig(DictConfig):
             with the data's per-band mean and std passed as ``stats`` to :func:`pmf_loss` and
             :func:`sample`). Its one-step map passes the noise through scaled by the sky σ, so the
             network only has to learn the galaxy, not to reproduce white sky noise.
+            ``"gaussian_asinh"``: for asinh-stretched data, the same map with the noise it passes
+            through shrunk by the stretch's slope at the network's level
+            (:func:`asinh_noise_gate`), so bright cores get the small stretched noise that the
+            sky's linear-flux noise has there; ``stats = (mean, std, norm)``. Under
+            ``"gaussian"`` the cores keep the sky's stretched noise until the network learns to
+            cancel it (docs/results.md, diagnosis item 15).
     """
 
     t_clip: float = 0.05

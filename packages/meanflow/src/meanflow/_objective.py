@@ -57,25 +57,58 @@ def gaussian_clean_image(x_t: Array, t: Array, r: Array, mean: Array, std: Array
     return mean + (x_t - (1.0 - t) * mean) * (1.0 - t * g / s_t)
 
 
+def asinh_noise_gate(level: Array, mean: Array, norm: Array) -> Array:
+    """How much of the sky's noise an ``asinh``-stretched pixel at ``level`` carries:
+    ``cosh(norm · mean) / cosh(norm · level)``, the stretch's slope at ``level`` over its slope
+    at the sky level ``mean``, for data stretched as ``y = asinh(x / s) / norm`` per band.
+
+    Noise that is white in linear flux (the sky's) shrinks by this factor where a galaxy is bright:
+    1 on the sky, ~0.1 in a core 0.5 stretched units up at ``norm = 6.5``. ``level`` ``(B, H, W, C)``;
+    ``mean``, ``norm`` broadcast against it (e.g. ``(C,)``).
+    """
+    return jnp.cosh(norm * mean) / jnp.cosh(norm * level)
+
+
+def _checked_stats(config: PMFConfig, stats: tuple[Any, ...] | None) -> tuple[Array, ...] | None:
+    """The float32 ``stats`` that ``config.baseline`` needs — ``(mean, std)`` for ``"gaussian"``,
+    ``(mean, std, norm)`` for ``"gaussian_asinh"`` — or None for ``"none"``; a ``ValueError``
+    naming the setting when they are missing or short."""
+    if config.baseline != "gaussian_asinh":
+        return baseline_stats(config.baseline, None if stats is None else stats[:2], "PMFConfig")
+    if stats is None or len(stats) != 3:
+        raise ValueError(
+            "PMFConfig.baseline='gaussian_asinh' needs stats=(mean, std, norm): the training "
+            "data's per-band sky level and noise and the asinh stretch's norm"
+        )
+    return tuple(jnp.asarray(a, jnp.float32) for a in stats)
+
+
 def with_baseline(
-    apply: ApplyFn, config: PMFConfig, stats: tuple[Any, Any] | None = None
+    apply: ApplyFn, config: PMFConfig, stats: tuple[Any, ...] | None = None
 ) -> ApplyFn:
     """``apply`` as the objective and the sampler see it under ``config.baseline``.
 
-    ``"none"``: ``apply`` itself. ``"gaussian"``: ``X = gaussian_clean_image(z, t, r, *stats) +
+    ``"none"``: ``apply`` itself. ``"gaussian"``: ``X = gaussian_clean_image(z, t, r, mean, std) +
     apply(...)``; ``stats = (mean, std)`` of the (transformed) training data, each ``(C,)`` or
-    ``(H, W, C)``. The same ``stats`` must reach :func:`pmf_loss` and :func:`sample`.
+    ``(H, W, C)``. ``"gaussian_asinh"``: as ``"gaussian"``, with the map's departure from ``mean``
+    (the noise it passes through) scaled by :func:`asinh_noise_gate` at ``mean + apply(...)``,
+    so the sky noise stays white in linear flux instead of covering bright cores at the sky's
+    stretched amplitude; ``stats = (mean, std, norm)``. A network that outputs 0 gives the same
+    map under both. The same ``stats`` must reach :func:`pmf_loss` and :func:`sample`.
     """
-    checked = baseline_stats(config.baseline, stats, "PMFConfig")
+    checked = _checked_stats(config, stats)
     return apply if checked is None else _add_baseline(apply, checked)
 
 
-def _add_baseline(apply: ApplyFn, stats: tuple[Any, Any]) -> ApplyFn:
-    mean, std = stats
+def _add_baseline(apply: ApplyFn, stats: tuple[Array, ...]) -> ApplyFn:
+    mean, std, *norm = stats
 
     def applied(params, x, t, r=None, w=None, z=None, drop=None):
         base = gaussian_clean_image(x, t, t if r is None else r, mean, std)
-        return base + apply(params, x, t, r=r, w=w, z=z, drop=drop)
+        net = apply(params, x, t, r=r, w=w, z=z, drop=drop)
+        if norm:
+            base = mean + (base - mean) * asinh_noise_gate(mean + net, mean, norm[0])
+        return base + net
 
     return applied
 
@@ -169,12 +202,13 @@ def _per_example(err: Array, config: PMFConfig) -> Array:
 
 
 def pmf_loss(
-    apply: ApplyFn, config: PMFConfig | None = None, *, stats: tuple[Any, Any] | None = None
+    apply: ApplyFn, config: PMFConfig | None = None, *, stats: tuple[Any, ...] | None = None
 ) -> LossFn:
     """Build the pMF objective ``loss_fn(params, batch, key) -> (loss, metrics)``.
 
     ``stats``: per-band ``(mean, std)`` of the training data, required when
-    ``config.baseline="gaussian"`` (see :func:`with_baseline`).
+    ``config.baseline="gaussian"``; ``(mean, std, norm)`` for ``"gaussian_asinh"`` (see
+    :func:`with_baseline`).
 
     ``batch`` holds ``"image"`` ``(B, H, W, C)`` and ``"redshift"`` ``(B,)``. ``metrics`` holds
     ``loss`` (the optimised, possibly adaptively weighted loss), ``mse_raw`` (unweighted mean

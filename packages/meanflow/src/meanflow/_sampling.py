@@ -13,11 +13,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import ode_samplers
-from diffusion_core import ApplyFn, Array, baseline_stats, check_redshift
+from diffusion_core import ApplyFn, Array, check_redshift
 from ode_samplers import FlowMapFn
 
 from meanflow._config import PMFConfig
-from meanflow._objective import _add_baseline, average_velocity
+from meanflow._objective import _add_baseline, _checked_stats, average_velocity
 
 
 def check_guidance(guidance: Any, config: PMFConfig, where: str = "meanflow.sample") -> None:
@@ -43,7 +43,7 @@ def _checked(redshift, guidance, config: PMFConfig | None, stats):
     config = PMFConfig() if config is None else config
     check_redshift(redshift, "meanflow.sample")
     check_guidance(guidance, config)
-    return config, baseline_stats(config.baseline, stats, "PMFConfig")
+    return config, _checked_stats(config, stats)
 
 
 def pmf_model_fn(
@@ -53,7 +53,7 @@ def pmf_model_fn(
     *,
     guidance: float | Array = 1.0,
     config: PMFConfig | None = None,
-    stats: tuple[Any, Any] | None = None,
+    stats: tuple[Any, ...] | None = None,
 ) -> FlowMapFn:
     """A trained pMF network as the two-time model ``model_fn(x, t, r) -> u`` (the average
     velocity over ``[r, t]``, ``(B, H, W, C)``) that ``ode_samplers.sample(method="mean_flow",
@@ -69,7 +69,7 @@ def pmf_model_fn(
             Guidance is learned at training time: it costs no extra NFE.
         config: the training :class:`PMFConfig` (its ``t_clip``, ``baseline``, guidance range).
         stats: the training data's per-band ``(mean, std)``, required when
-            ``config.baseline="gaussian"``.
+            ``config.baseline="gaussian"``; ``(mean, std, norm)`` for ``"gaussian_asinh"``.
 
     Raises:
         ValueError: a concrete redshift NaN, infinite or negative, a concrete guidance scale
@@ -125,7 +125,7 @@ def sample(
     return_nfe: bool = False,
     config: PMFConfig | None = None,
     clip_x0: tuple[float, float] | None = None,
-    stats: tuple[Any, Any] | None = None,
+    stats: tuple[Any, ...] | None = None,
 ) -> Array | tuple[Array, int]:
     """Generate images from noise with a trained pixel-MeanFlow network.
 
@@ -150,7 +150,8 @@ def sample(
             ``ode_samplers.sample``); with one step the sample itself is clipped. None (default)
             leaves the model's output untouched.
         stats: the training data's per-band ``(mean, std)``, required when
-            ``config.baseline="gaussian"`` (the same values the objective was given).
+            ``config.baseline="gaussian"``, ``(mean, std, norm)`` for ``"gaussian_asinh"`` (the
+            same values the objective was given).
 
     Returns:
         ``x`` ``(B, H, W, C)`` float32, and the NFE if ``return_nfe``.
