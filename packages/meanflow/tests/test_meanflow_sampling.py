@@ -133,7 +133,7 @@ def test_asinh_baseline_keeps_the_sky_noise_white_in_linear_flux():
     from meanflow import asinh_noise_gate, pmf_loss
 
     mean, std, norm = jnp.array([0.0, 0.05]), jnp.array([0.02, 0.03]), jnp.array([6.0, 4.0])
-    level = jnp.array([0.5, 0.6])  # stretched core level per band: cosh(norm·level) = 10.1, 5.0
+    level = jnp.array([0.5, 0.6])  # stretched core level per band: cosh(norm·level) = 10.1, 5.6
     noise = jax.random.normal(jax.random.key(5), (4, 32, 32, 2))
     zero = lambda params, x, t, r=None, w=None, z=None, drop=None: jnp.zeros_like(x)  # noqa: E731
     flat = lambda params, x, t, r=None, w=None, z=None, drop=None: level - mean + 0 * x  # noqa: E731

@@ -112,8 +112,8 @@ TRAIN_PRESETS["ddpm-cpu"] = {
 # multi-step sample used untrained low-noise maps (z < 0.5 fluxes x14 at 4 steps).
 # Its baseline's sky noise shrinks with the arcsinh's slope where the net paints a galaxy
 # ("gaussian_asinh", diagnosis item 15): under "gaussian" the one-step cores kept the sky's
-# stretched noise, 20-45x the real cores' pixel noise at z < 0.35. Gradients are clipped at
-# norm 1000 (typical norms 1,000-5,000): without it one of two seeds blew up mid-run and drew
+# stretched noise, 20-46x the real cores' pixel noise at z < 0.35. Gradients are clipped at
+# norm 1000 (typical norms 900-5,300): without it one of two seeds blew up mid-run and drew
 # dark stamps.
 TRAIN_PRESETS["pmf-cpu"] = {
     **TRAIN_PRESETS["pmf-tiny"],
