@@ -192,7 +192,8 @@ def check_config(cfg: dict[str, Any]) -> None:
         ("objective", lambda: obj.from_dict(dict(cfg["objective"]))),
         ("train", lambda: dc.TrainConfig.from_dict({**cfg["train"], "seed": cfg.get("seed", 0)})),
         ("backbone", lambda: _build(cfg)),
-        ("objective", lambda: data_stats(cfg)),  # the stats (and stretch) its baseline needs
+        # a run's fitted stats and stretch suit its baseline (a bare preset has none yet)
+        ("objective", lambda: "data_stats" in cfg and data_stats(cfg)),
     )
     for section, build in checks:
         try:
