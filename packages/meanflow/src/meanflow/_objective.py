@@ -74,7 +74,7 @@ def _checked_stats(config: PMFConfig, stats: tuple[Any, ...] | None) -> tuple[Ar
     ``(mean, std, norm)`` for ``"gaussian_asinh"`` — or None for ``"none"``; a ``ValueError``
     naming the setting when they are missing or short."""
     if config.baseline != "gaussian_asinh":
-        return baseline_stats(config.baseline, None if stats is None else stats[:2], "PMFConfig")
+        return baseline_stats(config.baseline, stats, "PMFConfig")
     if stats is None or len(stats) != 3:
         raise ValueError(
             "PMFConfig.baseline='gaussian_asinh' needs stats=(mean, std, norm): the training "
