@@ -80,15 +80,17 @@ def test_cpu_pmf_keeps_bright_cores_as_smooth_as_real_ones(tmp_path):
     """Diagnosis item 15: where the network paints a bright galaxy, the CPU recipe's one-step
     sample must carry about the sky's linear-flux noise, as real stamps do (the stretch shrinks it
     in the cores) — the former recipe passed the sky's *stretched* noise through, which maps back
-    to ~cosh(norm · level) times the sky's flux noise (x37-74 at this level). Stats and stretch are
-    fitted on synthetic stamps as ``galgen.train`` fits them; the study's pmf-1m has no baseline."""
+    to ~cosh(norm · level) times the sky's flux noise (x37-74 at this level). Stretch and sky stats
+    are fitted on synthetic stamps by the functions ``galgen.train`` uses; the study's pmf-1m has
+    no baseline."""
     import galgen
     import jax
     import jax.numpy as jnp
     import numpy as np
     from galaxiesml_data import ArcsinhStretch, find_split, open_split
+    from galgen._study import sky_stats
     from meanflow import PMFConfig, sample
-    from morph_metrics import border_pixels, sky_noise
+    from morph_metrics import sky_noise
 
     galgen.synth(tmp_path, n_train=64, n_val=8, n_test=8, size=16, seed=0, workers=1)
     x = np.asarray(open_split(find_split(tmp_path, "training")).images, np.float32)
@@ -96,8 +98,8 @@ def test_cpu_pmf_keeps_bright_cores_as_smooth_as_real_ones(tmp_path):
     opts = {k: v for k, v in cfg["data"].items() if k != "transform"}
     tf = ArcsinhStretch.fit(x, **opts)
     y = tf.forward(x)
-    mean = np.median(border_pixels(y, 4), axis=(0, 1))
-    std = np.median(sky_noise(y, 4), axis=0)
+    stats = sky_stats(y)  # as galgen.train stores them in config.json
+    mean, std = np.asarray(stats["mean"]), np.asarray(stats["std"])
     level = mean + 0.5  # a core half a stretched unit above the sky (z < 0.5 cores: 0.5-0.8)
     flat = lambda params, x, t, r=None, w=None, z=None, drop=None: level - mean + 0 * x  # noqa: E731
     noise = jax.random.normal(jax.random.key(0), (8, 16, 16, 5))

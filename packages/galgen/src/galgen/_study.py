@@ -202,6 +202,21 @@ def check_config(cfg: dict[str, Any]) -> None:
             raise GalgenError(f"{section}: {str(exc).strip().splitlines()[0]}") from None
 
 
+def sky_stats(y: np.ndarray) -> dict[str, list[float]]:
+    """Per-band sky level and noise of stretched stamps ``y`` (N, H, W, C), as ``train`` stores
+    them in ``config.json["data_stats"]``: the medians over stamps of the border level and of its
+    robust σ, from the evaluation's 4-px border (fewer px on stamps under 16 px). They are the
+    Gaussian of ``objective.baseline="gaussian"`` / ``"gaussian_asinh"``; fitted over all pixels
+    instead, the galaxies raise both and a zero network drew 1.3-1.7x the real sky noise."""
+    from morph_metrics import border_pixels, sky_noise
+
+    width = max(1, min(4, int(y.shape[1]) // 4))
+    return {
+        "mean": np.median(border_pixels(y, width), axis=(0, 1)).tolist(),
+        "std": np.median(sky_noise(y, width), axis=0).tolist(),
+    }
+
+
 def _objective(cfg: dict[str, Any], net):
     if cfg["model"] == "ddpm":
         import diffusion_core as dc
@@ -337,17 +352,7 @@ def train(
         # the stretched training range: samplers clip their denoised estimates to it
         y = tf.forward(x)
         cfg["data_range"] = [float(y.min()), float(y.max())]
-        # per-band sky level and noise of the stretched data, from the stamps' 4-px border (the
-        # evaluation's sky): the Gaussian of objective.baseline="gaussian". Over all pixels the
-        # galaxies raise both, and a zero network then drew 1.3-1.7x the real sky noise.
-        from morph_metrics import border_pixels, sky_noise
-
-        width = max(1, min(4, int(size) // 4))  # 4 px, fewer on tiny stamps
-        level = np.median(border_pixels(y, width), axis=(0, 1))
-        cfg["data_stats"] = {
-            "mean": level.tolist(),
-            "std": np.median(sky_noise(y, width), axis=0).tolist(),
-        }
+        cfg["data_stats"] = sky_stats(y)
         cfg["image_size"], cfg["channels"] = int(size), int(channels)
         cfg["environment"] = {**environment(), "n_processes": nproc, "n_devices": n_dev}
         check_config(cfg)  # every section, before anything is written
