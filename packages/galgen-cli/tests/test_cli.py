@@ -115,6 +115,14 @@ def test_reproduce_micro_writes_both_tables(micro):
         assert f"| {name}" in t2, name
     assert "20 ancestral steps" in report  # the reduced DDPM is disclosed
     assert f"({os.cpu_count()} cores)" in report  # the machine is named
+    for run in (micro / "runs").iterdir():  # each run's recipe, option by option
+        cfg = json.loads((run / "config.json").read_text())
+        head = f"- Run `{run.name}` (preset `{cfg.get('preset', 'custom')}`): "
+        line = report.split(head)[1].split("\n")[0]
+        for k, v in {**cfg["backbone"], **cfg["objective"], **cfg["train"]}.items():
+            assert (f"{v}" if k in ("preset", "loss") else f"{k} {v}") in line or (
+                k in ("steps", "batch_size", "lr") and f"{v}" in line
+            ), (run.name, k)
     for fig in ("histograms.png", "binned_means.png", "samples.png"):
         assert (micro / "eval" / "figures" / fig).stat().st_size > 1000
     # every stage's wall time is in the report

@@ -1067,10 +1067,13 @@ def _write_report(
         )
     for run in sorted((out / "runs").iterdir()):
         cfg = json.loads((run / "config.json").read_text())
-        o, t = cfg["objective"], cfg["train"]
-        notes.append(
-            f"- Run `{run.name}`: {cfg['backbone']['preset']}, {o['loss']} loss, label smoothing "
-            f"{o['label_smoothing']}, {t['steps']} steps at batch {t['batch_size']}, lr {t['lr']}."
+        o, t, b = cfg["objective"], cfg["train"], cfg["backbone"]
+        rest = [f"{k} {v}" for k, v in {**b, **o}.items() if k not in ("preset", "loss")]
+        more = "".join(f", {k} {v}" for k, v in t.items() if k not in ("steps", "batch_size", "lr"))
+        notes.append(  # every backbone, objective and train option: no recipe is mistaken
+            f"- Run `{run.name}` (preset `{cfg.get('preset', 'custom')}`): {b['preset']}, "
+            f"{o['loss']} loss, {', '.join(rest)}; {t['steps']} steps at batch "
+            f"{t['batch_size']}, lr {t['lr']}{more}."
         )
     notes.append(
         f"- Morphology protocol `{info['protocol']}` on band g; "
