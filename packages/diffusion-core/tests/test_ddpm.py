@@ -340,6 +340,56 @@ def test_gaussian_baseline_is_the_exact_prediction_of_gaussian_data(prediction):
     assert with_baseline(zero, SCHED, DDPMConfig()) is zero
 
 
+@pytest.mark.parametrize("prediction", ["eps", "v"])
+def test_asinh_baseline_keeps_the_sky_noise_white_in_linear_flux(prediction):
+    """baseline="gaussian_asinh": a network that paints a flat level L predicts exactly the ε (or
+    v) of data N(L, (std g)²), g = cosh(norm mean)/cosh(norm L) — DDIM-100 lands on that
+    Gaussian's ODE map (closed form as in the "gaussian" test) — so the samples' noise, mapped
+    back through the stretch x = sinh(norm y), has the sky's linear-flux σ, where "gaussian" leaves
+    the sky's stretched noise (cosh(norm L)/cosh(norm mean) times the sky's flux noise: item 16's
+    fractional core noise of 1/softening). A
+    network that outputs 0 gives "gaussian" exactly; the norm is required."""
+    from diffusion_core import asinh_noise_gate, with_baseline
+
+    # the gated noise std·g = 0.08, 0.11 stays above the schedule's smallest σ (0.01), below
+    # which the last step's posterior mean removes it
+    mean, std, norm = jnp.array([0.0, 0.05]), jnp.array([0.3, 0.4]), jnp.array([1.0, 0.8])
+    level = jnp.array([1.9, 2.4])  # g = 0.29, 0.31
+    cfg = DDPMConfig(prediction=prediction, baseline="gaussian_asinh")
+    gauss = DDPMConfig(prediction=prediction, baseline="gaussian")
+    zero = lambda params, x, t, r=None, w=None, z=None, drop=None: jnp.zeros_like(x)  # noqa: E731
+    flat = lambda params, x, t, r=None, w=None, z=None, drop=None: level - mean + 0 * x  # noqa: E731
+    x = jax.random.normal(jax.random.key(1), (3, 4, 4, 2))
+    t = jnp.array([0.01, 0.3, 1.0])
+    np.testing.assert_allclose(
+        with_baseline(zero, SCHED, cfg, (mean, std, norm))(None, x, t),
+        with_baseline(zero, SCHED, gauss, (mean, std))(None, x, t),
+        rtol=1e-5, atol=1e-5,
+    )  # fmt: skip
+
+    noise = jax.random.normal(jax.random.key(0), (8, 16, 16, 2))
+    a1, s1 = SCHED.alpha(jnp.ones(())), SCHED.sigma(jnp.ones(()))
+
+    def draw(net, config, stats):
+        model_fn = ddpm_model_fn(with_baseline(net, SCHED, config, stats), None, jnp.ones(8))
+        return sample(model_fn, noise, schedule=SCHED, method="ddim", num_steps=100, prediction=prediction)  # fmt: skip
+
+    got = draw(flat, cfg, (mean, std, norm))
+    sd = std * asinh_noise_gate(level, mean, norm)
+    want = level + sd * (noise - a1 * level) / jnp.sqrt(a1**2 * sd**2 + s1**2)
+    np.testing.assert_allclose(got, want, rtol=0.04, atol=2e-3)  # ≤ 3 % of the noise
+
+    def flux_sigma(y):  # per band, softening 1
+        return np.asarray(jnp.std(jnp.sinh(norm * y), axis=(0, 1, 2)))
+
+    sky = flux_sigma(mean + std * noise)
+    np.testing.assert_allclose(flux_sigma(got) / sky, 1.0, atol=0.1)
+    old = flux_sigma(draw(zero, gauss, (mean, std)) + level - mean)  # "gaussian"'s noise at L
+    assert np.all(old / sky > 0.5 * np.cosh(norm * level)), old / sky
+    with pytest.raises(ValueError, match="gaussian_asinh.*norm"):
+        ddpm_loss(zero, SCHED, cfg, stats=(mean, std))
+
+
 def test_pixel_weight_weighs_each_pixel_by_the_noisy_inputs_excess_over_the_sky():
     """pixel_weight=λ: each pixel's loss is multiplied by 1 + λ max(0, (x_t − α mean)/√(α² std²
     + σ²)), computed here independently from the x_t and t the network was given; a weight of x0

@@ -9,6 +9,7 @@ from ._config import DictConfig, TrainConfig
 from ._custom_types import ApplyFn, Array, BatchesFn, LossFn
 from ._ddpm import (
     DDPMConfig,
+    asinh_noise_gate,
     baseline_stats,
     ddpm_loss,
     ddpm_model_fn,
@@ -42,6 +43,7 @@ __all__ = [
     "BatchesFn",
     "LossFn",
     "huber_loss",
+    "asinh_noise_gate",
     "baseline_stats",
     "check_redshift",
     "CONFIG_FILE",

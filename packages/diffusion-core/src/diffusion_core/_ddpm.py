@@ -17,7 +17,7 @@ from ._redshift import REDSHIFT_DOMAIN, check_redshift
 
 _LOSSES = ("huber", "l2")
 _PREDICTIONS = ("eps", "v")
-_BASELINES = ("none", "gaussian")
+_BASELINES = ("none", "gaussian", "gaussian_asinh")
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,14 @@ class DDPMConfig(DictConfig):
             alone. ``"gaussian"``: the exact ε or v of data distributed as an independent
             Gaussian per band (:func:`with_baseline`; the data's per-band ``(mean, std)`` are
             passed as ``stats``), so the network learns only what is not Gaussian sky.
+            ``"gaussian_asinh"``, for asinh-stretched data: the network's output is the
+            clean image's departure from the sky level (an x0 residual, as pMF's), and the
+            prediction is the exact one for data ``N(level, (std · g)²)`` per pixel, where
+            ``level = mean + output`` and ``g`` = :func:`asinh_noise_gate` — the sky's noise
+            shrinks with the stretch's slope where the network paints a galaxy, as white noise
+            in linear flux does (under ``"gaussian"`` the cores keep the sky's stretched noise,
+            a fractional flux noise of 1/softening per pixel; docs/results.md, item 16).
+            ``stats = (mean, std, norm)``; a network that outputs 0 gives ``"gaussian"``.
         pixel_weight: λ of the per-pixel loss weight ``1 + λ max(0, (x_t − α mean) / √(α² std²
             + σ²))`` — how far the *noisy input* lies above the sky (per-band ``(mean, std)``
             passed as ``stats``), in units of its own noise; 0 (the study's) weights every
@@ -65,7 +73,7 @@ class DDPMConfig(DictConfig):
     label_smoothing: float = 0.01
     dropout: float = 0.0
     prediction: Literal["eps", "v"] = "eps"
-    baseline: Literal["none", "gaussian"] = "none"
+    baseline: Literal["none", "gaussian", "gaussian_asinh"] = "none"
     pixel_weight: float = 0.0
     colour_weight: float = 0.0
 
@@ -130,20 +138,42 @@ def _per_element(err: Array, config: DDPMConfig) -> Array:
     return huber_loss(err, config.huber_delta) if config.loss == "huber" else err**2
 
 
-def baseline_stats(
-    baseline: str, stats: tuple[Any, Any] | None, owner: str
-) -> tuple[jax.Array, jax.Array] | None:
-    """The ``(mean, std)`` float32 arrays a ``baseline`` needs, or None for ``"none"``.
+def asinh_noise_gate(level: Array, mean: Array, norm: Array) -> Array:
+    """How much of the sky's noise an ``asinh``-stretched pixel at ``level`` carries:
+    ``cosh(norm · mean) / cosh(norm · level)``, the stretch's slope at ``level`` over its slope
+    at the sky level ``mean``, for data stretched as ``y = asinh(x / s) / norm`` per band.
 
-    The one check behind every ``with_baseline`` (DDPM here, pMF in meanflow): a baseline other
-    than ``"none"`` without ``stats`` raises a ``ValueError`` naming ``owner``'s config field.
+    Noise that is white in linear flux (the sky's) shrinks by this factor where a galaxy is bright:
+    1 on the sky, ~0.1 in a core 0.5 stretched units up at ``norm = 6.5``. ``level`` ``(B, H, W, C)``;
+    ``mean``, ``norm`` broadcast against it (e.g. ``(C,)``). Both baselines named
+    ``"gaussian_asinh"`` (the DDPM's here, pMF's in meanflow) use it.
+    """
+    return jnp.cosh(norm * mean) / jnp.cosh(norm * level)
+
+
+def baseline_stats(
+    baseline: str, stats: tuple[Any, ...] | None, owner: str
+) -> tuple[jax.Array, ...] | None:
+    """The float32 arrays a ``baseline`` needs: ``(mean, std)`` for ``"gaussian"``,
+    ``(mean, std, norm)`` for ``"gaussian_asinh"``, None for ``"none"``.
+
+    The one check behind every ``with_baseline`` (DDPM here, pMF in meanflow): missing or
+    short ``stats`` raise a ``ValueError`` naming ``owner``'s config field.
     """
     if baseline == "none":
         return None
-    return _required_stats(stats, f"{owner}.baseline={baseline!r}")
+    setting = f"{owner}.baseline={baseline!r}"
+    if baseline != "gaussian_asinh":
+        return _required_stats(stats, setting)
+    if stats is None or len(stats) != 3:
+        raise ValueError(
+            f"{setting} needs stats=(mean, std, norm): the training data's per-band sky level "
+            "and noise and the asinh stretch's norm"
+        )
+    return tuple(jnp.asarray(a, jnp.float32) for a in stats)
 
 
-def _required_stats(stats: tuple[Any, Any] | None, setting: str) -> tuple[jax.Array, jax.Array]:
+def _required_stats(stats: tuple[Any, ...] | None, setting: str) -> tuple[jax.Array, jax.Array]:
     """``stats`` as float32 ``(mean, std)``; a ``ValueError`` naming ``setting`` if missing."""
     if stats is None:
         raise ValueError(f"{setting} needs stats=(mean, std) of the training data")
@@ -162,23 +192,33 @@ def with_baseline(
     ``"none"``: ``apply`` itself. ``"gaussian"``: the network's output is added to the exact
     prediction (ε or v, per ``config.prediction``) for data ``x0 ~ N(mean, std²)`` independent per
     element, whose posterior mean is ``mean + α std² / (α² std² + σ²) (x_t − α mean)``.
-    ``stats = (mean, std)`` of the (transformed) training data, each ``(C,)`` or ``(H, W, C)``;
+    ``"gaussian_asinh"``: the prediction is the exact one for ``x0 ~ N(L, (std · g)²)``, with the
+    network's output painting the level ``L = mean + output`` and ``g =
+    asinh_noise_gate(L, mean, norm)``, so the posterior mean is ``L + α v / (α² v + σ²) (x_t − α
+    L)``, ``v = (std · g)²``. ``stats = (mean, std)`` (``(mean, std, norm)`` for
+    ``"gaussian_asinh"``) of the (transformed) training data, each ``(C,)`` or ``(H, W, C)``;
     pass the same to :func:`ddpm_loss` and wrap ``apply`` with this before :func:`ddpm_model_fn`.
     """
     checked = baseline_stats(config.baseline, stats, "DDPMConfig")
     if checked is None:
         return apply
-    mean, std = checked
+    mean, std, *norm = checked
     var = std**2
     v_pred = config.prediction == "v"
 
     def applied(params, x, t, r=None, w=None, z=None, drop=None):
         shape = (x.shape[0],) + (1,) * (x.ndim - 1)
         a, s = schedule.alpha(t).reshape(shape), schedule.sigma(t).reshape(shape)
-        x0 = mean + a * var / (a**2 * var + s**2) * (x - a * mean)
+        net = apply(params, x, t, r=r, w=w, z=z, drop=drop)
+        if norm:  # "gaussian_asinh": the net paints the level, the sky's noise is gated there
+            level = mean + net
+            v = var * asinh_noise_gate(level, mean, norm[0]) ** 2
+            x0 = level + a * v / (a**2 * v + s**2) * (x - a * level)
+        else:
+            x0 = mean + a * var / (a**2 * var + s**2) * (x - a * mean)
         eps = (x - a * x0) / s
         base = a * eps - s * x0 if v_pred else eps
-        return base + apply(params, x, t, r=r, w=w, z=z, drop=drop)
+        return base if norm else base + net
 
     return applied
 
@@ -201,8 +241,8 @@ def ddpm_loss(
     √(α² std² + σ²))`` (λ = ``config.pixel_weight``, 0 by default).
 
     batch: ``{"image": (B, H, W, C) float32, "redshift": (B,) float32}``. ``stats``: the data's
-    per-band ``(mean, std)``, required with ``config.baseline="gaussian"`` (:func:`with_baseline`)
-    or ``config.pixel_weight > 0``.
+    per-band ``(mean, std)``, required with ``config.baseline="gaussian"`` (:func:`with_baseline`;
+    ``(mean, std, norm)`` for ``"gaussian_asinh"``) or ``config.pixel_weight > 0``.
     Returns ``(loss, {"mse": mean squared error of the prediction})``.
     """
     config = config or DDPMConfig()
@@ -210,7 +250,9 @@ def ddpm_loss(
     apply = with_baseline(apply, schedule, config, stats)
     weigh = config.pixel_weight > 0
     if weigh:
-        w_mean, w_std = _required_stats(stats, f"DDPMConfig.pixel_weight={config.pixel_weight}")
+        w_mean, w_std = _required_stats(
+            None if stats is None else stats[:2], f"DDPMConfig.pixel_weight={config.pixel_weight}"
+        )
 
     def loss_fn(params: Any, batch: dict[str, Array], key: Array):
         if "image" not in batch or "redshift" not in batch:

@@ -13,7 +13,15 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-from diffusion_core import ApplyFn, Array, LossFn, baseline_stats, huber_loss, smooth_redshift
+from diffusion_core import (
+    ApplyFn,
+    Array,
+    LossFn,
+    asinh_noise_gate,
+    baseline_stats,
+    huber_loss,
+    smooth_redshift,
+)
 
 from meanflow._config import PMFConfig
 
@@ -57,30 +65,9 @@ def gaussian_clean_image(x_t: Array, t: Array, r: Array, mean: Array, std: Array
     return mean + (x_t - (1.0 - t) * mean) * (1.0 - t * g / s_t)
 
 
-def asinh_noise_gate(level: Array, mean: Array, norm: Array) -> Array:
-    """How much of the sky's noise an ``asinh``-stretched pixel at ``level`` carries:
-    ``cosh(norm · mean) / cosh(norm · level)``, the stretch's slope at ``level`` over its slope
-    at the sky level ``mean``, for data stretched as ``y = asinh(x / s) / norm`` per band.
-
-    Noise that is white in linear flux (the sky's) shrinks by this factor where a galaxy is bright:
-    1 on the sky, ~0.1 in a core 0.5 stretched units up at ``norm = 6.5``. ``level`` ``(B, H, W, C)``;
-    ``mean``, ``norm`` broadcast against it (e.g. ``(C,)``).
-    """
-    return jnp.cosh(norm * mean) / jnp.cosh(norm * level)
-
-
 def _checked_stats(config: PMFConfig, stats: tuple[Any, ...] | None) -> tuple[Array, ...] | None:
-    """The float32 ``stats`` that ``config.baseline`` needs — ``(mean, std)`` for ``"gaussian"``,
-    ``(mean, std, norm)`` for ``"gaussian_asinh"`` — or None for ``"none"``; a ``ValueError``
-    naming the setting when they are missing or short."""
-    if config.baseline != "gaussian_asinh":
-        return baseline_stats(config.baseline, stats, "PMFConfig")
-    if stats is None or len(stats) != 3:
-        raise ValueError(
-            "PMFConfig.baseline='gaussian_asinh' needs stats=(mean, std, norm): the training "
-            "data's per-band sky level and noise and the asinh stretch's norm"
-        )
-    return tuple(jnp.asarray(a, jnp.float32) for a in stats)
+    """The float32 ``stats`` that ``config.baseline`` needs (``diffusion_core.baseline_stats``)."""
+    return baseline_stats(config.baseline, stats, "PMFConfig")
 
 
 def with_baseline(
