@@ -352,20 +352,22 @@ def test_pixel_weight_alone_trains_with_the_runs_sky_stats(runs, tmp_path):
     assert len(cfg["data_stats"]["mean"]) == 5
 
 
-def test_asinh_sky_baseline_gets_the_stretch_it_needs(runs, tmp_path):
-    """pMF's objective.baseline="gaussian_asinh" needs the arcsinh stretch's norm: a run trains
-    and samples with it (the norm reaches the objective and the sampler from config.json), and
-    with the minmax transform, which has no such norm, it is refused before the run directory
-    exists."""
+@pytest.mark.parametrize("model", ["pmf", "ddpm"])
+def test_asinh_sky_baseline_gets_the_stretch_it_needs(runs, tmp_path, model):
+    """objective.baseline="gaussian_asinh" (pMF's and the DDPM's) needs the arcsinh stretch's
+    norm: a run trains and samples with it (the norm reaches the objective and the sampler from
+    config.json), and with the minmax transform, which has no such norm, it is refused before the
+    run directory exists."""
     out = tmp_path / "asinh"
     overrides = ["train.steps=1", "train.batch_size=4", 'objective.baseline="gaussian_asinh"']
-    galgen.train("pmf", runs["data"], out, preset=None, seed=0, resume=False, overrides=overrides)
+    preset = {"pmf": None, "ddpm": "ddpm-tiny-v"}[model]  # ddpm-cpu's stretch options: arcsinh only
+    galgen.train(model, runs["data"], out, preset=preset, seed=0, resume=False, overrides=overrides)
     cfg = json.loads((out / "config.json").read_text())
     assert galgen._simulator.data_stats(cfg)[2] == cfg["transform"]["norm"]
     assert np.isfinite(Simulator.load(out).sample(Z[:2], seed=0).images).all()
     bad = tmp_path / "minmax"
     with pytest.raises(GalgenError, match="gaussian_asinh.*arcsinh.*'minmax'"):
-        galgen.train("pmf", runs["data"], bad, preset=None, seed=0, resume=False,
+        galgen.train(model, runs["data"], bad, preset=preset, seed=0, resume=False,
                      overrides=[*overrides, 'data.transform="minmax"'])  # fmt: skip
     assert not bad.exists()
 
