@@ -9,13 +9,17 @@ evaluation's redshift-matched second sample) and each generated file it prints
   family) and the rms off it ("perp"): independent per-band errors land off it;
 - the correlation of adjacent colours: a flux error in one band alone moves its two colours in
   opposite directions, so independent per-band jitter makes them anticorrelated;
+- the red tail: the fraction of galaxies more than 0.2 mag redder than the median along that
+  direction (the synthetic set's bulge-dominated galaxies), and with ``--sersic`` the rank
+  correlation of that colour with the g-band Sérsic index (statmorph, as ``galgen evaluate``
+  measures it; real galaxies: redder = more bulge = higher n);
 - the core pixel noise in linear flux: the std of (image − its 3×3 running mean) over the central
   6×6 px, divided by the mean core flux, median over galaxies and bands. Noise that keeps the
   sky's amplitude in the stretched space y = asinh(x / (S σ)) / norm, where the stretch is
   logarithmic, is a fractional flux noise of about 1/S per pixel.
 
     .venv/bin/python bench/colour_coherence.py RUN/data/5x32x32_testing_with_morphology.hdf5 \
-        RUN/samples/ddpm.hdf5 RUN/samples/dpm__2m.hdf5 [--cache DIR]
+        RUN/samples/ddpm.hdf5 RUN/samples/dpm__2m.hdf5 [--sersic] [--cache DIR]
 """
 
 from __future__ import annotations
@@ -43,6 +47,21 @@ def core_noise_fraction(path: Path, mask: np.ndarray) -> np.ndarray:
     return np.median(noise / np.maximum(core, 1e-12), axis=1)
 
 
+def sersic_correlation(path: Path, mask: np.ndarray, along: np.ndarray) -> float:
+    """Spearman correlation of ``along`` with the g-band statmorph Sérsic index of the galaxies
+    ``mask`` of ``path`` (``galgen evaluate``'s protocol and settings)."""
+    import morph_metrics as mm
+    from galaxiesml_data import BANDS, PIXEL_SCALE, PSF_FWHM, open_split
+
+    x = np.asarray(open_split(path).images[: mask.size], np.float32)[mask]
+    n = mm.measure(
+        x, band=0, protocol="statmorph", pixel_scale=PIXEL_SCALE, psf_fwhm=PSF_FWHM[BANDS[0]]
+    )
+    ok = np.isfinite(n["sersic_index"]) & (n["flag"] == 0 if "flag" in n else True)
+    rank = lambda v: np.argsort(np.argsort(v))  # noqa: E731
+    return float(np.corrcoef(rank(along[ok]), rank(n["sersic_index"][ok]))[0, 1])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -53,6 +72,7 @@ def main() -> None:
         "--n", type=int, default=None, help="first N test galaxies (default: as many as each file)"
     )
     ap.add_argument("--cache", type=Path, default=Path("/tmp/colour_coherence_cache"))
+    ap.add_argument("--sersic", action="store_true", help="also measure the Sérsic index (slow)")
     a = ap.parse_args()
     from galaxiesml_data import open_split
     from galgen import _photeval as pe
@@ -82,15 +102,19 @@ def main() -> None:
     print(f"{low.sum()} galaxies at z < {ZMAX}; real principal colour direction "
           f"({', '.join(COLOURS)}) = {np.round(d, 2).tolist()}")  # fmt: skip
     print(f"{'set':28s} {'sd along':>8s} {'rms perp':>8s} {'r(gr,ri)':>8s} {'r(ri,iz)':>8s} "
-          f"{'r(iz,zy)':>8s} {'core noise / flux':>18s}")  # fmt: skip
+          f"{'r(iz,zy)':>8s} {'red tail':>8s} {'r(along,n)':>10s} {'core noise / flux':>18s}")  # fmt: skip
     for name, cols, path in sets:
         r = residuals(cols)
         along = r @ d
         perp = np.sqrt(((r - along[:, None] * d) ** 2).sum(axis=1).mean())
         cc = np.corrcoef(r.T)
+        red = np.mean(along - np.median(along) > 0.2)
         noise = f"{np.median(core_noise_fraction(path, low)):.3f}" if path is not None else "—"
+        rn = (
+            f"{sersic_correlation(path, low, along):+10.2f}" if a.sersic and path else f"{'—':>10s}"
+        )
         print(f"{name[:28]:28s} {along.std():8.3f} {perp:8.3f} {cc[0, 1]:+8.2f} {cc[1, 2]:+8.2f} "
-              f"{cc[2, 3]:+8.2f} {noise:>18s}")  # fmt: skip
+              f"{cc[2, 3]:+8.2f} {red:8.3f} {rn} {noise:>18s}")  # fmt: skip
 
 
 if __name__ == "__main__":
