@@ -347,8 +347,8 @@ def test_asinh_baseline_keeps_the_sky_noise_white_in_linear_flux(prediction):
     Gaussian's ODE map (closed form as in the "gaussian" test) — so the samples' noise, mapped
     back through the stretch x = sinh(norm y), has the sky's linear-flux σ, where "gaussian" leaves
     the sky's stretched noise (cosh(norm L)/cosh(norm mean) times the sky's flux noise: item 16's
-    fractional core noise of 1/softening). A
-    network that outputs 0 gives "gaussian" exactly; the norm is required."""
+    fractional core noise of 1/softening). A network that outputs 0 gives "gaussian" exactly; the
+    norm is required."""
     from diffusion_core import asinh_noise_gate, with_baseline
 
     # the gated noise std·g = 0.08, 0.11 stays above the schedule's smallest σ (0.01), below
