@@ -3,7 +3,8 @@
 Runs deterministic DDIM (η = 0, uniform in t) from t = 1 to 0 for the first N test redshifts and,
 at a few times t, takes the network's clean-image estimate x̂0(x_t, t, z), maps it back to linear
 flux and measures galgen evaluate's aperture colours. Prints the median g − r and r − i per
-redshift bin at each t, beside the real galaxies' medians. At t = 1 x̂0 is the conditional mean
+redshift bin at each t, beside the real galaxies' medians, then the spread of g − r above its
+median (95th − 50th percentile: the red tail) the same way. At t = 1 x̂0 is the conditional mean
 image, whose colours follow z; a model that uses z weakly at intermediate t lets the bins' colours
 merge toward the marginal as t falls. ``--guidance w`` applies classifier-free guidance (a model
 trained with ``objective.dropout > 0``); several values compare the same noise at each w.
@@ -109,6 +110,11 @@ def main() -> None:
                 med = np.median(c[m], axis=0) if m.sum() else (np.nan, np.nan)
                 cells.append(f"{med[0]:+.2f}/{med[1]:+.2f}")
             print(f"{label:>10} " + " ".join(f"{x:>15}" for x in cells))
+        print("\nspread: 95th minus 50th percentile of g-r per redshift bin (the red tail)")
+        for label, c in table + [(f"{t:.2f}", rows[t]) for t in sorted(rows)[::-1]]:
+            cells = [np.subtract(*np.percentile(c[m, 0], [95, 50])) if m.sum() else np.nan
+                     for _, _, m in bins]  # fmt: skip
+            print(f"{label:>10} " + " ".join(f"{x:>15.2f}" for x in cells))
 
 
 if __name__ == "__main__":
