@@ -35,28 +35,23 @@ COLOURS = ("g-r", "r-i", "i-z", "z-y")
 
 
 def core_noise_fraction(path: Path, mask: np.ndarray) -> np.ndarray:
-    """``(N,)`` median over bands of the central 6×6 px high-pass std over the mean core flux."""
+    """``(N,)`` median over bands of the core's pixel-scale noise (``stretch_spread.core_highpass``
+    of the linear-flux stamps) over the mean flux of the same central 6×6 px."""
     from galaxiesml_data import open_split
-    from scipy.ndimage import uniform_filter
-
-    x = np.asarray(open_split(path).images[:], np.float32)[: mask.size][mask]
-    c = x.shape[1] // 2
-    hp = x - uniform_filter(x, size=(1, 3, 3, 1), mode="nearest")
-    core = np.abs(x[:, c - 3 : c + 3, c - 3 : c + 3, :].mean(axis=(1, 2)))
-    noise = hp[:, c - 3 : c + 3, c - 3 : c + 3, :].std(axis=(1, 2))
-    return np.median(noise / np.maximum(core, 1e-12), axis=1)
-
-
-def sersic_correlation(path: Path, mask: np.ndarray, along: np.ndarray) -> float:
-    """Spearman correlation of ``along`` with the g-band statmorph Sérsic index of the galaxies
-    ``mask`` of ``path`` (``galgen evaluate``'s protocol and settings)."""
-    import morph_metrics as mm
-    from galaxiesml_data import BANDS, PIXEL_SCALE, PSF_FWHM, open_split
+    from stretch_spread import core_highpass  # bench/, beside this script
 
     x = np.asarray(open_split(path).images[: mask.size], np.float32)[mask]
-    n = mm.measure(
-        x, band=0, protocol="statmorph", pixel_scale=PIXEL_SCALE, psf_fwhm=PSF_FWHM[BANDS[0]]
-    )
+    c = x.shape[1] // 2
+    core = np.abs(x[:, c - 3 : c + 3, c - 3 : c + 3, :].mean(axis=(1, 2)))
+    return np.median(core_highpass(x) / np.maximum(core, 1e-12), axis=1)
+
+
+def sersic_correlation(path: Path, mask: np.ndarray, along: np.ndarray, cache: Path) -> float:
+    """Spearman correlation of ``along`` with the g-band Sérsic index of the galaxies ``mask`` of
+    ``path``, measured (and cached in ``cache``) by ``galgen evaluate``'s own ``measure_file``."""
+    from galgen._study import measure_file
+
+    n = measure_file(path, cache, "statmorph", idx=np.flatnonzero(mask))
     ok = np.isfinite(n["sersic_index"]) & (n["flag"] == 0 if "flag" in n else True)
     rank = lambda v: np.argsort(np.argsort(v))  # noqa: E731
     return float(np.corrcoef(rank(along[ok]), rank(n["sersic_index"][ok]))[0, 1])
@@ -111,7 +106,9 @@ def main() -> None:
         red = np.mean(along - np.median(along) > 0.2)
         noise = f"{np.median(core_noise_fraction(path, low)):.3f}" if path is not None else "—"
         rn = (
-            f"{sersic_correlation(path, low, along):+10.2f}" if a.sersic and path else f"{'—':>10s}"
+            f"{sersic_correlation(path, low, along, a.cache):+10.2f}"
+            if a.sersic and path
+            else f"{'—':>10s}"
         )
         print(f"{name[:28]:28s} {along.std():8.3f} {perp:8.3f} {cc[0, 1]:+8.2f} {cc[1, 2]:+8.2f} "
               f"{cc[2, 3]:+8.2f} {red:8.3f} {rn} {noise:>18s}")  # fmt: skip
