@@ -352,6 +352,29 @@ def test_pixel_weight_alone_trains_with_the_runs_sky_stats(runs, tmp_path):
     assert len(cfg["data_stats"]["mean"]) == 5
 
 
+def test_mixture_baseline_fits_its_pixel_mixture_at_train_time(runs, tmp_path):
+    """objective.baseline="gaussian_mixture": train fits the per-band pixel mixture on the
+    stretched training stamps and stores it in config.json, its component 0 the run's sky
+    (mean, std); the objective and the sampler read it from there; a config without it is
+    refused with the key named."""
+    out = tmp_path / "mix"
+    galgen.train(
+        "ddpm", runs["data"], out, preset="ddpm-cpu", seed=0, resume=False,
+        overrides=["train.steps=1", "train.batch_size=4", 'objective.baseline="gaussian_mixture"'],
+    )  # fmt: skip
+    cfg = json.loads((out / "config.json").read_text())
+    stats = cfg["data_stats"]
+    w, mu, sd = (np.asarray(a) for a in galgen._simulator.data_stats(cfg))
+    assert w.shape == mu.shape == sd.shape == (5, 4)
+    np.testing.assert_allclose(w.sum(axis=1), 1.0, rtol=1e-6)
+    np.testing.assert_array_equal(mu[:, 0], stats["mean"])
+    np.testing.assert_array_equal(sd[:, 0], stats["std"])
+    assert np.isfinite(Simulator.load(out).sample(Z[:2], seed=0).images).all()
+    del cfg["data_stats"]["mixture"]
+    with pytest.raises(GalgenError, match="data_stats.mixture"):
+        galgen._simulator.data_stats(cfg)
+
+
 @pytest.mark.parametrize("model", ["pmf", "ddpm"])
 def test_asinh_sky_baseline_gets_the_stretch_it_needs(runs, tmp_path, model):
     """objective.baseline="gaussian_asinh" (pMF's and the DDPM's) needs the arcsinh stretch's

@@ -32,6 +32,7 @@ from ._engine import (
     train,
 )
 from ._losses import huber_loss
+from ._mixture import MIXTURE_COMPONENTS, fit_pixel_mixture, mixture_posterior_mean
 from ._redshift import REDSHIFT_DOMAIN, check_redshift
 
 __version__ = "0.1.0"
@@ -45,6 +46,9 @@ __all__ = [
     "huber_loss",
     "asinh_noise_gate",
     "baseline_stats",
+    "MIXTURE_COMPONENTS",
+    "fit_pixel_mixture",
+    "mixture_posterior_mean",
     "check_redshift",
     "CONFIG_FILE",
     "METRICS_FILE",

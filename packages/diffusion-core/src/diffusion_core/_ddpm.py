@@ -13,11 +13,12 @@ from ode_samplers import VPSchedule, guided
 from ._config import DictConfig, TrainConfig
 from ._custom_types import ApplyFn, Array, LossFn
 from ._losses import huber_loss
+from ._mixture import mixture_posterior_mean
 from ._redshift import REDSHIFT_DOMAIN, check_redshift
 
 _LOSSES = ("huber", "l2")
 _PREDICTIONS = ("eps", "v")
-_BASELINES = ("none", "gaussian", "gaussian_asinh")
+_BASELINES = ("none", "gaussian", "gaussian_asinh", "gaussian_mixture")
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,13 @@ class DDPMConfig(DictConfig):
             in linear flux does (under ``"gaussian"`` the cores keep the sky's stretched noise,
             a fractional flux noise of 1/softening per pixel; docs/results.md, item 16).
             ``stats = (mean, std, norm)``; a network that outputs 0 gives ``"gaussian"``.
+            ``"gaussian_mixture"``: as ``"gaussian"``, for pixels drawn from a per-band mixture,
+            the sky's Gaussian plus components fitted to the galaxy light
+            (:func:`fit_pixel_mixture`; ``stats = (weight, mean, std)``, each ``(C, K)``): a pixel
+            far above the sky keeps its value instead of being shrunk toward the sky, so the
+            network need not undo that shrinkage band by band (under ``"gaussian"`` it does not:
+            a galaxy's colour is pulled to the typical one at every step, docs/results.md,
+            item 17).
         pixel_weight: λ of the per-pixel loss weight ``1 + λ max(0, (x_t − α mean) / √(α² std²
             + σ²))`` — how far the *noisy input* lies above the sky (per-band ``(mean, std)``
             passed as ``stats``), in units of its own noise; 0 (the study's) weights every
@@ -93,6 +101,8 @@ class DDPMConfig(DictConfig):
             raise bad("baseline", f"must be one of {_BASELINES}")
         if not self.pixel_weight >= 0:
             raise bad("pixel_weight", "must be >= 0")
+        if self.pixel_weight > 0 and self.baseline == "gaussian_mixture":
+            raise bad("pixel_weight", "weighs by the sky's (mean, std): not with gaussian_mixture")
         if not self.colour_weight >= 0:
             raise bad("colour_weight", "must be >= 0")
 
@@ -155,7 +165,8 @@ def baseline_stats(
     baseline: str, stats: tuple[Any, ...] | None, owner: str
 ) -> tuple[jax.Array, ...] | None:
     """The float32 arrays a ``baseline`` needs: ``(mean, std)`` for ``"gaussian"``,
-    ``(mean, std, norm)`` for ``"gaussian_asinh"``, None for ``"none"``.
+    ``(mean, std, norm)`` for ``"gaussian_asinh"``, ``(weight, mean, std)`` (each ``(C, K)``)
+    for ``"gaussian_mixture"``, None for ``"none"``.
 
     The one check behind every ``with_baseline`` (DDPM here, pMF in meanflow): missing or
     short ``stats`` raise a ``ValueError`` naming ``owner``'s config field.
@@ -163,6 +174,16 @@ def baseline_stats(
     if baseline == "none":
         return None
     setting = f"{owner}.baseline={baseline!r}"
+    if baseline == "gaussian_mixture":
+        if stats is None or len(stats) != 3:
+            raise ValueError(
+                f"{setting} needs stats=(weight, mean, std), each (C, K): the per-band pixel "
+                "mixture of the training data (diffusion_core.fit_pixel_mixture)"
+            )
+        arrays = tuple(jnp.asarray(a, jnp.float32) for a in stats)
+        if len({a.shape for a in arrays}) != 1 or arrays[0].ndim != 2:
+            raise ValueError(f"{setting}: weight, mean, std must share one (C, K) shape")
+        return arrays
     if baseline != "gaussian_asinh":
         return _required_stats(stats, setting)
     if stats is None or len(stats) != 3:
@@ -197,28 +218,35 @@ def with_baseline(
     asinh_noise_gate(L, mean, norm)``, so the posterior mean is ``L + α v / (α² v + σ²) (x_t − α
     L)``, ``v = (std · g)²``. ``stats = (mean, std)`` (``(mean, std, norm)`` for
     ``"gaussian_asinh"``) of the (transformed) training data, each ``(C,)`` or ``(H, W, C)``;
-    pass the same to :func:`ddpm_loss` and wrap ``apply`` with this before :func:`ddpm_model_fn`.
+    ``"gaussian_mixture"``: as ``"gaussian"`` with the posterior mean of a per-band mixture
+    (:func:`mixture_posterior_mean`, ``stats = (weight, mean, std)``, each ``(C, K)``). Pass
+    the same to :func:`ddpm_loss` and wrap ``apply`` with this before :func:`ddpm_model_fn`.
     """
     checked = baseline_stats(config.baseline, stats, "DDPMConfig")
     if checked is None:
         return apply
-    mean, std, *norm = checked
-    var = std**2
     v_pred = config.prediction == "v"
+    if config.baseline == "gaussian_asinh":
+        mean, std, norm = checked
+        var = std**2
+    elif config.baseline == "gaussian_mixture":
+        mix = checked
+    else:  # "gaussian": the mixture of one component
+        mix = tuple(a[..., None] for a in (jnp.ones_like(checked[0]), *checked))
 
     def applied(params, x, t, r=None, w=None, z=None, drop=None):
         shape = (x.shape[0],) + (1,) * (x.ndim - 1)
         a, s = schedule.alpha(t).reshape(shape), schedule.sigma(t).reshape(shape)
         net = apply(params, x, t, r=r, w=w, z=z, drop=drop)
-        if norm:  # "gaussian_asinh": the net paints the level, the sky's noise is gated there
+        if config.baseline == "gaussian_asinh":  # the net paints the level; sky noise gated there
             level = mean + net
-            v = var * asinh_noise_gate(level, mean, norm[0]) ** 2
+            v = var * asinh_noise_gate(level, mean, norm) ** 2
             x0 = level + a * v / (a**2 * v + s**2) * (x - a * level)
         else:
-            x0 = mean + a * var / (a**2 * var + s**2) * (x - a * mean)
+            x0 = mixture_posterior_mean(x, a, s, *mix)
         eps = (x - a * x0) / s
         base = a * eps - s * x0 if v_pred else eps
-        return base if norm else base + net
+        return base if config.baseline == "gaussian_asinh" else base + net
 
     return applied
 

@@ -501,7 +501,8 @@ def check_method(method: str) -> None:
 def data_stats(cfg: Mapping[str, Any]) -> tuple[list[float], ...] | None:
     """Per-band ``(mean, std)`` of the run's stretched training data, when its objective needs
     them (``objective.baseline="gaussian"``, DDPM or pMF; the DDPM's ``objective.pixel_weight``),
-    with the arcsinh stretch's ``norm`` appended for pMF's ``"gaussian_asinh"``; None otherwise."""
+    with the arcsinh stretch's ``norm`` appended for ``"gaussian_asinh"``; the DDPM's
+    ``"gaussian_mixture"`` gets the per-band pixel mixture ``(weight, mean, std)``; None otherwise."""
     obj = cfg["objective"]
     needs = [k for k in ("baseline", "pixel_weight") if obj.get(k, 0) not in (0, "none")]
     if not needs:
@@ -509,6 +510,14 @@ def data_stats(cfg: Mapping[str, Any]) -> tuple[list[float], ...] | None:
     stats = cfg.get("data_stats")
     if stats is None:
         raise GalgenError(f"objective.{needs[0]} needs the run's data_stats; this config has none")
+    if obj.get("baseline") == "gaussian_mixture":
+        mix = stats.get("mixture")
+        if mix is None:
+            raise GalgenError(
+                "objective.baseline='gaussian_mixture' needs data_stats.mixture; this run was "
+                "trained without one"
+            )
+        return mix["weight"], mix["mean"], mix["std"]
     if obj.get("baseline") != "gaussian_asinh":
         return stats["mean"], stats["std"]
     tf = cfg.get("transform", {})

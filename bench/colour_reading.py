@@ -1,0 +1,101 @@
+"""Does a DDPM's denoiser keep the colour it sees? The colour slope of x̂0 on real galaxies.
+
+Takes the real test galaxies below ``--zmax``, noises their stretched stamps to x_t at a few t
+(one fixed draw), and regresses the aperture colours (galgen evaluate's aperture and asinh
+softening) of each estimate of x0 on the galaxies' true colours: slope 1 keeps each galaxy's own
+colour, 0 replaces it by one colour for all. Rows per t: the run's denoiser ("net"), its baseline
+alone (the network's output set to 0; the run's ``objective.baseline``), the naive unbiased
+reading x_t/α (is the colour there to be read?) and, with ``--train``, the
+``"gaussian_mixture"`` baseline alone with its pixel mixture fitted to the training split. The
+last column is the rms of x̂0 − x0 over all pixels (stretched units). An ideal denoiser keeps
+slope ≈ 1 wherever the naive reading has it (docs/results.md, diagnosis item 17).
+
+    .venv/bin/python bench/colour_reading.py RUN DATA/5x32x32_testing_with_morphology.hdf5 \
+        --train DATA/5x32x32_training_with_morphology.hdf5
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+TIMES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6)
+
+
+def main() -> None:
+    import diffusion_core as dc
+    import jax
+    import jax.numpy as jnp
+    import morph_metrics as mm
+    from galaxiesml_data import open_split
+    from galgen import Simulator
+    from galgen._photeval import settings
+    from galgen._simulator import data_stats
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("run", type=Path, help="DDPM run directory or model file")
+    ap.add_argument("real", type=Path, help="real test file (GalaxiesML schema)")
+    ap.add_argument("--train", type=Path, default=None, help="training split: adds 'mixture'")
+    ap.add_argument("--zmax", type=float, default=0.5, help="galaxies with z below this")
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args()
+
+    sim = Simulator.load(a.run)
+    if sim.model != "ddpm":
+        raise SystemExit(f"{a.run}: a {sim.model} model; this reads a DDPM's denoiser")
+    cfg = sim.config
+    ds = open_split(a.real)
+    z = np.asarray(ds.redshift[:], np.float32)
+    keep = z < a.zmax
+    imgs, z = np.asarray(ds.images[:], np.float32)[keep], z[keep]
+    st = settings(a.real, min(len(ds), 4096))
+    soft = np.asarray(st["softening"])
+
+    def colours(lin: np.ndarray) -> np.ndarray:
+        m = mm.asinh_mag(mm.aperture_flux(lin, st["radius"]), soft)
+        return m[:, :-1] - m[:, 1:]
+
+    true = colours(imgs)
+    x0 = jnp.asarray(sim._transform.forward(imgs), jnp.float32)
+    sched = dc.ddpm_schedule()
+    dcfg = dc.DDPMConfig.from_dict(cfg["objective"])
+    zero = lambda params, x, t, r=None, w=None, z=None, drop=None: jnp.zeros_like(x)  # noqa: E731
+    estimators = {
+        "net": (dc.with_baseline(sim._net.apply, sched, dcfg, data_stats(cfg)), sim._params),
+        f"{dcfg.baseline} alone": (dc.with_baseline(zero, sched, dcfg, data_stats(cfg)), None),
+    }
+    if a.train is not None:
+        y = sim._transform.forward(np.asarray(open_split(a.train).images[:2048], np.float32))
+        sky = cfg["data_stats"]
+        mix = dc.fit_pixel_mixture(y, sky["mean"], sky["std"])
+        mcfg = dcfg.replace(baseline="gaussian_mixture", pixel_weight=0.0)
+        stats = (mix["weight"], mix["mean"], mix["std"])
+        estimators["mixture alone"] = (dc.with_baseline(zero, sched, mcfg, stats), None)
+    v_pred = dcfg.prediction == "v"
+    names = "/".join(f"{b}-{c}" for b, c in zip(st["bands"][:-1], st["bands"][1:], strict=True))
+    print(f"{len(z)} real galaxies with z < {a.zmax}; slope of x0_hat's colour on the true one")
+    print(f"{'t':>4} {'estimator':>24} {names:>31} {'rms':>7}")
+    for t in TIMES:
+        tt = jnp.full((len(z),), t, jnp.float32)
+        al, si = sched.alpha(tt)[:, None, None, None], sched.sigma(tt)[:, None, None, None]
+        eps = jax.random.normal(jax.random.fold_in(jax.random.key(a.seed), int(t * 1000)), x0.shape)
+        xt = al * x0 + si * eps
+        est = {"naive x_t/alpha": xt / al}
+        zz = jnp.asarray(z)
+        for name, (apply, params) in estimators.items():
+            f = jax.jit(lambda p, x, t, z, apply=apply: apply(p, x, t, z=z))
+            pred = jnp.concatenate([f(params, xt[i:i + 256], tt[i:i + 256], zz[i:i + 256])
+                                    for i in range(0, len(z), 256)])  # fmt: skip
+            est[name] = al * xt - si * pred if v_pred else (xt - si * pred) / al
+        for name, xh in est.items():
+            c = colours(np.asarray(sim._transform.inverse(np.asarray(xh)), np.float32))
+            slopes = " ".join(f"{np.polyfit(true[:, k], c[:, k], 1)[0]:+7.2f}"
+                              for k in range(true.shape[1]))  # fmt: skip
+            rms = float(jnp.sqrt(jnp.mean((xh - x0) ** 2)))
+            print(f"{t:4.1f} {name:>24} {slopes:>31} {rms:7.3f}")
+
+
+if __name__ == "__main__":
+    main()
