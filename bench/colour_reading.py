@@ -71,7 +71,7 @@ def main() -> None:
         sky = cfg["data_stats"]
         mix = dc.fit_pixel_mixture(y, sky["mean"], sky["std"])
         mcfg = dcfg.replace(baseline="gaussian_mixture", pixel_weight=0.0)
-        stats = (mix["weight"], mix["mean"], mix["std"])
+        stats = (mix["weight"], mix["mean"], mix["cov"])
         estimators["mixture alone"] = (dc.with_baseline(zero, sched, mcfg, stats), None)
     v_pred = dcfg.prediction == "v"
     names = "/".join(f"{b}-{c}" for b, c in zip(st["bands"][:-1], st["bands"][1:], strict=True))

@@ -353,9 +353,9 @@ def test_pixel_weight_alone_trains_with_the_runs_sky_stats(runs, tmp_path):
 
 
 def test_mixture_baseline_fits_its_pixel_mixture_at_train_time(runs, tmp_path):
-    """objective.baseline="gaussian_mixture": train fits the per-band pixel mixture on the
-    stretched training stamps and stores it in config.json, its component 0 the run's sky
-    (mean, std); the objective and the sampler read it from there; a config without it is
+    """objective.baseline="gaussian_mixture": train fits the pixel mixture over the bands on
+    the stretched training stamps and stores it in config.json, its component 0 the run's sky
+    (mean, diag(std²)); the objective and the sampler read it from there; a config without it is
     refused with the key named."""
     out = tmp_path / "mix"
     galgen.train(
@@ -364,11 +364,11 @@ def test_mixture_baseline_fits_its_pixel_mixture_at_train_time(runs, tmp_path):
     )  # fmt: skip
     cfg = json.loads((out / "config.json").read_text())
     stats = cfg["data_stats"]
-    w, mu, sd = (np.asarray(a) for a in galgen._simulator.data_stats(cfg))
-    assert w.shape == mu.shape == sd.shape == (5, 4)
-    np.testing.assert_allclose(w.sum(axis=1), 1.0, rtol=1e-6)
-    np.testing.assert_array_equal(mu[:, 0], stats["mean"])
-    np.testing.assert_array_equal(sd[:, 0], stats["std"])
+    w, mu, cov = (np.asarray(a) for a in galgen._simulator.data_stats(cfg))
+    assert w.shape == (4,) and mu.shape == (4, 5) and cov.shape == (4, 5, 5)
+    np.testing.assert_allclose(w.sum(), 1.0, rtol=1e-6)
+    np.testing.assert_array_equal(mu[0], stats["mean"])
+    np.testing.assert_allclose(cov[0], np.diag(np.square(stats["std"])), rtol=1e-12)
     assert np.isfinite(Simulator.load(out).sample(Z[:2], seed=0).images).all()
     del cfg["data_stats"]["mixture"]
     with pytest.raises(GalgenError, match="data_stats.mixture"):

@@ -52,13 +52,13 @@ class DDPMConfig(DictConfig):
             in linear flux does (under ``"gaussian"`` the cores keep the sky's stretched noise,
             a fractional flux noise of 1/softening per pixel; docs/results.md, item 16).
             ``stats = (mean, std, norm)``; a network that outputs 0 gives ``"gaussian"``.
-            ``"gaussian_mixture"``: as ``"gaussian"``, for pixels drawn from a per-band mixture,
-            the sky's Gaussian plus components fitted to the galaxy light
-            (:func:`fit_pixel_mixture`; ``stats = (weight, mean, std)``, each ``(C, K)``): a pixel
-            far above the sky keeps its value instead of being shrunk toward the sky, so the
-            network need not undo that shrinkage band by band (under ``"gaussian"`` it does not:
-            a galaxy's colour is pulled to the typical one at every step, docs/results.md,
-            item 17).
+            ``"gaussian_mixture"``: as ``"gaussian"``, for pixels whose band vectors are drawn
+            from a mixture, the sky's Gaussian plus full-covariance components fitted to the
+            galaxy light (:func:`fit_pixel_mixture`; ``stats = (weight, mean, cov)``): a pixel
+            far above the sky keeps its value and colour instead of being shrunk toward the sky,
+            so the network need not undo that shrinkage band by band (under ``"gaussian"`` it
+            does not: a galaxy's colour is pulled to the typical one at every step,
+            docs/results.md, item 17).
         pixel_weight: λ of the per-pixel loss weight ``1 + λ max(0, (x_t − α mean) / √(α² std²
             + σ²))`` — how far the *noisy input* lies above the sky (per-band ``(mean, std)``
             passed as ``stats``), in units of its own noise; 0 (the study's) weights every
@@ -165,8 +165,8 @@ def baseline_stats(
     baseline: str, stats: tuple[Any, ...] | None, owner: str
 ) -> tuple[jax.Array, ...] | None:
     """The float32 arrays a ``baseline`` needs: ``(mean, std)`` for ``"gaussian"``,
-    ``(mean, std, norm)`` for ``"gaussian_asinh"``, ``(weight, mean, std)`` (each ``(C, K)``)
-    for ``"gaussian_mixture"``, None for ``"none"``.
+    ``(mean, std, norm)`` for ``"gaussian_asinh"``, ``(weight, mean, cov)`` (``(K,)``, ``(K, C)``,
+    ``(K, C, C)``) for ``"gaussian_mixture"``, None for ``"none"``.
 
     The one check behind every ``with_baseline`` (DDPM here, pMF in meanflow): missing or
     short ``stats`` raise a ``ValueError`` naming ``owner``'s config field.
@@ -177,13 +177,14 @@ def baseline_stats(
     if baseline == "gaussian_mixture":
         if stats is None or len(stats) != 3:
             raise ValueError(
-                f"{setting} needs stats=(weight, mean, std), each (C, K): the per-band pixel "
+                f"{setting} needs stats=(weight, mean, cov), (K,), (K, C), (K, C, C): the pixel "
                 "mixture of the training data (diffusion_core.fit_pixel_mixture)"
             )
-        arrays = tuple(jnp.asarray(a, jnp.float32) for a in stats)
-        if len({a.shape for a in arrays}) != 1 or arrays[0].ndim != 2:
-            raise ValueError(f"{setting}: weight, mean, std must share one (C, K) shape")
-        return arrays
+        w, mu, cov = (jnp.asarray(a, jnp.float32) for a in stats)
+        k, c = mu.shape if mu.ndim == 2 else (-1, -1)
+        if w.shape != (k,) or cov.shape != (k, c, c):
+            raise ValueError(f"{setting}: weight, mean, cov must be (K,), (K, C), (K, C, C)")
+        return w, mu, cov
     if baseline != "gaussian_asinh":
         return _required_stats(stats, setting)
     if stats is None or len(stats) != 3:
@@ -218,8 +219,8 @@ def with_baseline(
     asinh_noise_gate(L, mean, norm)``, so the posterior mean is ``L + α v / (α² v + σ²) (x_t − α
     L)``, ``v = (std · g)²``. ``stats = (mean, std)`` (``(mean, std, norm)`` for
     ``"gaussian_asinh"``) of the (transformed) training data, each ``(C,)`` or ``(H, W, C)``;
-    ``"gaussian_mixture"``: as ``"gaussian"`` with the posterior mean of a per-band mixture
-    (:func:`mixture_posterior_mean`, ``stats = (weight, mean, std)``, each ``(C, K)``). Pass
+    ``"gaussian_mixture"``: as ``"gaussian"`` with the posterior mean of a mixture over each
+    pixel's bands (:func:`mixture_posterior_mean`, ``stats = (weight, mean, cov)``). Pass
     the same to :func:`ddpm_loss` and wrap ``apply`` with this before :func:`ddpm_model_fn`.
     """
     checked = baseline_stats(config.baseline, stats, "DDPMConfig")
@@ -231,8 +232,9 @@ def with_baseline(
         var = std**2
     elif config.baseline == "gaussian_mixture":
         mix = checked
-    else:  # "gaussian": the mixture of one component
-        mix = tuple(a[..., None] for a in (jnp.ones_like(checked[0]), *checked))
+    else:
+        mean, std = checked
+        var = std**2
 
     def applied(params, x, t, r=None, w=None, z=None, drop=None):
         shape = (x.shape[0],) + (1,) * (x.ndim - 1)
@@ -242,8 +244,10 @@ def with_baseline(
             level = mean + net
             v = var * asinh_noise_gate(level, mean, norm) ** 2
             x0 = level + a * v / (a**2 * v + s**2) * (x - a * level)
-        else:
+        elif config.baseline == "gaussian_mixture":
             x0 = mixture_posterior_mean(x, a, s, *mix)
+        else:
+            x0 = mean + a * var / (a**2 * var + s**2) * (x - a * mean)
         eps = (x - a * x0) / s
         base = a * eps - s * x0 if v_pred else eps
         return base if config.baseline == "gaussian_asinh" else base + net

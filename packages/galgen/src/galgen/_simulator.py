@@ -502,7 +502,7 @@ def data_stats(cfg: Mapping[str, Any]) -> tuple[list[float], ...] | None:
     """Per-band ``(mean, std)`` of the run's stretched training data, when its objective needs
     them (``objective.baseline="gaussian"``, DDPM or pMF; the DDPM's ``objective.pixel_weight``),
     with the arcsinh stretch's ``norm`` appended for ``"gaussian_asinh"``; the DDPM's
-    ``"gaussian_mixture"`` gets the per-band pixel mixture ``(weight, mean, std)``; None otherwise."""
+    ``"gaussian_mixture"`` gets the pixel mixture ``(weight, mean, cov)``; None otherwise."""
     obj = cfg["objective"]
     needs = [k for k in ("baseline", "pixel_weight") if obj.get(k, 0) not in (0, "none")]
     if not needs:
@@ -517,7 +517,7 @@ def data_stats(cfg: Mapping[str, Any]) -> tuple[list[float], ...] | None:
                 "objective.baseline='gaussian_mixture' needs data_stats.mixture; this run was "
                 "trained without one"
             )
-        return mix["weight"], mix["mean"], mix["std"]
+        return mix["weight"], mix["mean"], mix["cov"]
     if obj.get("baseline") != "gaussian_asinh":
         return stats["mean"], stats["std"]
     tf = cfg.get("transform", {})
