@@ -55,10 +55,11 @@ class DDPMConfig(DictConfig):
             ``"gaussian_mixture"``: as ``"gaussian"``, for pixels whose band vectors are drawn
             from a mixture, the sky's Gaussian plus full-covariance components fitted to the
             galaxy light (:func:`fit_pixel_mixture`; ``stats = (weight, mean, cov)``): a pixel
-            far above the sky keeps its value and colour instead of being shrunk toward the sky,
-            so the network need not undo that shrinkage band by band (under ``"gaussian"`` it
-            does not: a galaxy's colour is pulled to the typical one at every step,
-            docs/results.md, item 17).
+            far above the sky keeps its brightness instead of being shrunk toward the sky (under
+            ``"gaussian"`` the network does not undo that shrinkage band by band and a galaxy's
+            colour is pulled toward the typical one at every step); one pixel's colour is still
+            pulled toward its component's (docs/results.md, item 17: lower core noise and
+            colour jitter, narrower colours).
         pixel_weight: λ of the per-pixel loss weight ``1 + λ max(0, (x_t − α mean) / √(α² std²
             + σ²))`` — how far the *noisy input* lies above the sky (per-band ``(mean, std)``
             passed as ``stats``), in units of its own noise; 0 (the study's) weights every

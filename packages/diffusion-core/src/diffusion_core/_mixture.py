@@ -5,8 +5,9 @@ A pixel of a sky-dominated stamp is either sky (independent Gaussian noise per b
 light, whose bands move together along the galaxies' spectral energy distributions. The exact
 posterior mean of such a pixel seen as ``x_t = α x0 + σ ε`` is what the DDPM's
 ``"gaussian_mixture"`` baseline (``DDPMConfig.baseline``) adds the network's output to: a pixel
-far above the sky keeps its value and its colour instead of being shrunk toward the sky
-(docs/results.md, diagnosis item 17).
+far above the sky keeps its brightness instead of being shrunk toward the sky; with correlated
+bands its colour is pulled toward its component's mean colour as far as one pixel's noise
+warrants (docs/results.md, diagnosis item 17).
 """
 
 from __future__ import annotations
