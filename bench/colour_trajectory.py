@@ -55,11 +55,11 @@ def main() -> None:
     n = min(a.n, len(ds))
     z = np.asarray(ds.redshift[:n], np.float32)
     st = settings(a.real, min(len(ds), 4096))  # galgen evaluate's aperture and softening
-    soft = np.asarray(st["softening"])
+    names = mm.colour_names(st["bands"])[:2]  # g - r, r - i
 
-    def colours(lin: np.ndarray) -> np.ndarray:
-        m = mm.asinh_mag(mm.aperture_flux(lin, st["radius"]), soft)
-        return m[:, :2] - m[:, 1:3]  # (N, 2): g - r, r - i
+    def colours(lin: np.ndarray) -> np.ndarray:  # (N, 2), galgen evaluate's photometry
+        cols = mm.photometry(lin, st["radius"], np.asarray(st["softening"]), bands=st["bands"])
+        return np.stack([cols[c] for c in names], axis=1)
 
     sched = dc.ddpm_schedule()
     dcfg = dc.DDPMConfig.from_dict(cfg["objective"])
