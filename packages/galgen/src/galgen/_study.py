@@ -355,7 +355,7 @@ def train(
         cfg["data_stats"] = sky_stats(y)
         if cfg["objective"].get("baseline") == "gaussian_mixture":
             sky = cfg["data_stats"]
-            cfg["data_stats"]["mixture"] = dc.fit_pixel_mixture(y, sky["mean"], sky["std"])
+            sky["mixture"] = dc.fit_pixel_mixture(y, sky["mean"], sky["std"])
         cfg["image_size"], cfg["channels"] = int(size), int(channels)
         cfg["environment"] = {**environment(), "n_processes": nproc, "n_devices": n_dev}
         check_config(cfg)  # every section, before anything is written
