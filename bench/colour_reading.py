@@ -7,8 +7,11 @@ colour, 0 replaces it by one colour for all. Rows per t: the run's denoiser ("ne
 alone (the network's output set to 0; the run's ``objective.baseline``), the naive unbiased
 reading x_t/α (is the colour there to be read?) and, with ``--train``, the
 ``"gaussian_mixture"`` baseline alone with its pixel mixture fitted to the training split. The
-last column is the rms of x̂0 − x0 over all pixels (stretched units). An ideal denoiser keeps
-slope ≈ 1 wherever the naive reading has it (docs/results.md, diagnosis item 17).
+last columns are the rms of x̂0 − x0 over all pixels and over the galaxy-core pixels (more than
+5 sky σ above the test stamps' border sky; stretched units). An ideal denoiser keeps slope ≈ 1
+wherever the naive reading has it (docs/results.md, diagnosis item 17). The baseline alone's rms divided by
+σ (printed per t) is the size of what the network must add there: v-prediction's target minus the
+baseline's is (x̂0_baseline − x0)/σ (diagnosis item 18).
 
     .venv/bin/python bench/colour_reading.py RUN DATA/5x32x32_testing_with_morphology.hdf5 \
         --train DATA/5x32x32_training_with_morphology.hdf5
@@ -33,6 +36,7 @@ def main() -> None:
     from galgen import Simulator
     from galgen._photeval import settings
     from galgen._simulator import data_stats
+    from galgen._study import sky_stats
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run", type=Path, help="DDPM run directory or model file")
@@ -59,6 +63,8 @@ def main() -> None:
 
     true = colours(imgs)
     x0 = jnp.asarray(sim._transform.forward(imgs), jnp.float32)
+    sky = sky_stats(np.asarray(x0))  # the test stamps' own border sky, whatever the run's baseline
+    core = np.asarray((x0 - np.asarray(sky["mean"])) / np.asarray(sky["std"]) > 5)
     sched = dc.ddpm_schedule()
     dcfg = dc.DDPMConfig.from_dict(cfg["objective"])
     zero = lambda params, x, t, r=None, w=None, z=None, drop=None: jnp.zeros_like(x)  # noqa: E731
@@ -69,8 +75,8 @@ def main() -> None:
     }
     if a.train is not None:
         y = sim._transform.forward(np.asarray(open_split(a.train).images[:2048], np.float32))
-        sky = cfg["data_stats"]
-        mix = dc.fit_pixel_mixture(y, sky["mean"], sky["std"])
+        ys = sky_stats(y)  # as galgen train fits it
+        mix = dc.fit_pixel_mixture(y, ys["mean"], ys["std"])
         mcfg = dcfg.replace(baseline="gaussian_mixture", pixel_weight=0.0)
         mstats = (mix["weight"], mix["mean"], mix["cov"])
         estimators["mixture alone"] = (dc.with_baseline(zero, sched, mcfg, mstats), None)
@@ -82,12 +88,15 @@ def main() -> None:
     zz = jnp.asarray(z)
     v_pred = dcfg.prediction == "v"
     print(f"{len(z)} real galaxies with z < {a.zmax}; slope of x0_hat's colour on the true one")
-    print(f"{'t':>4} {'estimator':>24} {'/'.join(names):>31} {'rms':>7}")
+    print(f"{core.mean():.1%} of their pixels are core pixels (> 5 sky sigma)")
+    print(f"{'t':>4} {'estimator':>24} {'/'.join(names):>31} {'rms':>7} {'core':>7}")
     for t in TIMES:
         tt = jnp.full((len(z),), t, jnp.float32)
         al, si = sched.alpha(tt)[:, None, None, None], sched.sigma(tt)[:, None, None, None]
         eps = jax.random.normal(jax.random.fold_in(jax.random.key(a.seed), int(t * 1000)), x0.shape)
         xt = al * x0 + si * eps
+        s0, a0 = float(si[0, 0, 0, 0]), float(al[0, 0, 0, 0])
+        print(f"t = {t}: sigma = {s0:.3f}, sigma/alpha = {s0 / a0:.3f}")
         est = {"naive x_t/alpha": xt / al}
         for name, (f, params) in jitted.items():
             pred = jnp.concatenate([f(params, xt[i:i + 256], tt[i:i + 256], zz[i:i + 256])
@@ -97,8 +106,9 @@ def main() -> None:
             c = colours(np.asarray(sim._transform.inverse(np.asarray(xh)), np.float32))
             slopes = " ".join(f"{np.polyfit(true[:, k], c[:, k], 1)[0]:+7.2f}"
                               for k in range(true.shape[1]))  # fmt: skip
-            rms = float(jnp.sqrt(jnp.mean((xh - x0) ** 2)))
-            print(f"{t:4.1f} {name:>24} {slopes:>31} {rms:7.3f}")
+            err2 = np.asarray((xh - x0) ** 2)
+            rms, rms_core = np.sqrt(err2.mean()), np.sqrt(err2[core].mean())
+            print(f"{t:4.1f} {name:>24} {slopes:>31} {rms:7.3f} {rms_core:7.3f}")
 
 
 if __name__ == "__main__":
