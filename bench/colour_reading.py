@@ -9,9 +9,9 @@ reading x_t/α (is the colour there to be read?) and, with ``--train``, the
 ``"gaussian_mixture"`` baseline alone with its pixel mixture fitted to the training split. The
 last columns are the rms of x̂0 − x0 over all pixels and over the galaxy-core pixels (more than
 5 sky σ above the test stamps' border sky; stretched units). An ideal denoiser keeps slope ≈ 1
-wherever the naive reading has it (docs/results.md, diagnosis item 17). The baseline alone's rms divided by
-σ (printed per t) is the size of what the network must add there: v-prediction's target minus the
-baseline's is (x̂0_baseline − x0)/σ (diagnosis item 18).
+wherever the naive reading has it (docs/results.md, diagnosis item 17). The baseline alone's core
+rms divided by σ (printed per t) is the size of what the network must add in the cores:
+v-prediction's target minus the baseline's is (x̂0_baseline − x0)/σ (diagnosis item 18).
 
     .venv/bin/python bench/colour_reading.py RUN DATA/5x32x32_testing_with_morphology.hdf5 \
         --train DATA/5x32x32_training_with_morphology.hdf5
