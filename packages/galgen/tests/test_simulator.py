@@ -375,6 +375,25 @@ def test_mixture_baseline_fits_its_pixel_mixture_at_train_time(runs, tmp_path):
         galgen._simulator.data_stats(cfg)
 
 
+def test_pmf_refuses_the_mixture_baseline_before_fitting_it(runs, tmp_path, monkeypatch):
+    """objective.baseline="gaussian_mixture" is the DDPM's: `galgen train pmf` with it is refused
+    by PMFConfig, naming the key, before the run directory exists and without fitting a mixture."""
+    import diffusion_core as dc
+
+    def no_fit(*args, **kwargs):
+        raise AssertionError("fitted a pixel mixture for a pMF run")
+
+    monkeypatch.setattr(dc, "fit_pixel_mixture", no_fit)
+    out = tmp_path / "pmf-mix"
+    with pytest.raises(GalgenError, match="objective.*baseline"):
+        galgen.train(
+            "pmf", runs["data"], out, preset=None, seed=0, resume=False,
+            overrides=["train.steps=1", "train.batch_size=4",
+                       'objective.baseline="gaussian_mixture"'],
+        )  # fmt: skip
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("model", ["pmf", "ddpm"])
 def test_asinh_sky_baseline_gets_the_stretch_it_needs(runs, tmp_path, model):
     """objective.baseline="gaussian_asinh" (pMF's and the DDPM's) needs the arcsinh stretch's

@@ -353,7 +353,8 @@ def train(
         y = tf.forward(x)
         cfg["data_range"] = [float(y.min()), float(y.max())]
         cfg["data_stats"] = sky_stats(y)
-        if cfg["objective"].get("baseline") == "gaussian_mixture":
+        # the DDPM's alone (PMFConfig refuses the value below, with no fit spent on it first)
+        if cfg["model"] == "ddpm" and cfg["objective"].get("baseline") == "gaussian_mixture":
             sky = cfg["data_stats"]
             sky["mixture"] = dc.fit_pixel_mixture(y, sky["mean"], sky["std"])
         cfg["image_size"], cfg["channels"] = int(size), int(channels)
