@@ -14,6 +14,7 @@ from galaxiesml_data import (
     batches_per_epoch,
     epoch_permutation,
     open_split,
+    redshift_weights,
     write_split,
 )
 
@@ -185,3 +186,63 @@ def test_bad_shard_is_named(small, shard, match):
 def test_shard_without_drop_last_needs_even_last_batch(small):
     with pytest.raises(ValueError, match=r"shard=\(0, 2\) with drop_last=False"):
         batches(small, 8, seed=0, shard=(0, 2), drop_last=False)  # 37 % 8 = 5 rows left
+
+
+def test_redshift_weights_flatten_the_bins_by_their_power():
+    # bins of 0.25: three galaxies in [0, 0.25), one in [1, 1.25), two in [3.5, 3.75)
+    z = np.array([0.1, 0.2, 0.05, 1.1, 3.6, 3.7])
+    np.testing.assert_allclose(redshift_weights(z, 0.0), np.ones(6))
+    w1 = redshift_weights(z, 1.0)
+    # power 1: every occupied bin carries the same total weight (2 of the mean-1 total of 6)
+    for lo in (0.0, 1.0, 3.5):
+        np.testing.assert_allclose(w1[(z >= lo) & (z < lo + 0.25)].sum(), 2.0)
+    # power 1/2: weight ∝ n ** -0.5, mean 1
+    want = np.array([3, 3, 3, 1, 2, 2], float) ** -0.5
+    np.testing.assert_allclose(redshift_weights(z, 0.5), want / want.mean())
+    # a coarser bin puts 3.6 and 1.1 together with nothing else: [0, 1), [1, 2), [3, 4)
+    np.testing.assert_allclose(redshift_weights(z, 1.0, bin_width=1.0), w1)
+    for bad, match in ((1.5, "power must be in"), (-0.1, "power must be in")):
+        with pytest.raises(ValueError, match=match):
+            redshift_weights(z, bad)
+    with pytest.raises(ValueError, match="finite"):
+        redshift_weights(np.array([0.1, np.nan]), 0.5)
+
+
+def test_weighted_batches_draw_in_proportion_resume_and_shard_exactly(small):
+    """With weights, each epoch is 37 draws with replacement ∝ the weights (a zero-weight galaxy is
+    never drawn), from (seed, epoch) alone: resuming and sharding give the same batches."""
+    w = np.zeros(37)
+    w[:5] = [1, 1, 1, 1, 4]  # galaxy 4 four times as likely as each of 0-3
+    nb = batches_per_epoch(37, 8)
+    full = list(islice(batches(small, 8, seed=3, weights=w), 50 * nb))
+    rows = np.concatenate([_rows(b) for b in full])
+    assert set(rows) <= set(range(5))
+    freq = np.bincount(rows, minlength=5) / rows.size
+    np.testing.assert_allclose(freq, np.array([1, 1, 1, 1, 4]) / 8, atol=0.03)  # 1,600 draws
+    for b in full[:6]:
+        np.testing.assert_array_equal(b["redshift"], small.redshift[_rows(b)])
+    for e in (0, 7):
+        got = np.concatenate([_rows(b) for b in full[e * nb : (e + 1) * nb]])
+        np.testing.assert_array_equal(got, epoch_permutation(37, 3, e, weights=w)[: nb * 8])
+    _equal(full[5:11], list(islice(batches(small, 8, seed=3, weights=w, start=5), 6)))
+    halves = [list(islice(batches(small, 8, seed=3, weights=w, shard=(i, 2)), 6)) for i in (0, 1)]
+    for g in range(6):
+        np.testing.assert_array_equal(
+            np.concatenate([halves[0][g]["image"], halves[1][g]["image"]]), full[g]["image"]
+        )
+    # the unweighted epoch is a permutation; the weighted one is not
+    assert len(set(_rows(next(batches(small, 8, seed=3))))) == 8
+
+
+@pytest.mark.parametrize(
+    ("weights", "match"),
+    [
+        (np.ones(36), r"small.hdf5: weights must have one value per galaxy, shape \(37,\)"),
+        (np.r_[-1.0, np.ones(36)], "non-negative"),
+        (np.zeros(37), "not all zero"),
+        (np.r_[np.nan, np.ones(36)], "finite"),
+    ],
+)
+def test_bad_weights_are_named(small, weights, match):
+    with pytest.raises(ValueError, match=match):
+        batches(small, 8, seed=0, weights=weights)

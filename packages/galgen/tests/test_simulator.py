@@ -394,6 +394,40 @@ def test_pmf_refuses_the_mixture_baseline_before_fitting_it(runs, tmp_path, monk
     assert not out.exists()
 
 
+def test_z_balance_weights_the_batches_by_redshift_and_bad_values_are_named(
+    runs, tmp_path, monkeypatch
+):
+    """data.z_balance=p reaches the loader as galaxiesml_data.redshift_weights(z, p) of the
+    training split (not the transform, whose fit has no such option); a value outside [0, 1] is
+    refused, naming the key, before the run directory exists."""
+    import galaxiesml_data as gd
+
+    seen = []
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("weights"))
+        return real(*args, **kwargs)
+
+    real = gd.batches
+    monkeypatch.setattr(gd, "batches", spy)
+    over = ["train.steps=2", "train.batch_size=4"]
+    galgen.train("ddpm", runs["data"], tmp_path / "zb", preset=None, seed=0, resume=False,
+                 overrides=[*over, "data.z_balance=0.5"])  # fmt: skip
+    z = gd.open_split(gd.find_split(runs["data"], "training")).redshift[:]
+    assert seen and seen[-1] is not None
+    np.testing.assert_allclose(seen[-1], gd.redshift_weights(np.asarray(z), 0.5))
+    assert json.loads((tmp_path / "zb" / "config.json").read_text())["data"]["z_balance"] == 0.5
+    galgen.train("ddpm", runs["data"], tmp_path / "z0", preset=None, seed=0, resume=False,
+                 overrides=over)  # fmt: skip
+    assert seen[-1] is None  # the default draws every galaxy once per epoch
+    for bad in ("1.5", '"high"'):
+        out = tmp_path / f"bad{bad}"
+        with pytest.raises(GalgenError, match=r"data\.z_balance.*\[0, 1\]"):
+            galgen.train("ddpm", runs["data"], out, preset=None, seed=0, resume=False,
+                         overrides=[*over, f"data.z_balance={bad}"])  # fmt: skip
+        assert not out.exists()
+
+
 @pytest.mark.parametrize("model", ["pmf", "ddpm"])
 def test_asinh_sky_baseline_gets_the_stretch_it_needs(runs, tmp_path, model):
     """objective.baseline="gaussian_asinh" (pMF's and the DDPM's) needs the arcsinh stretch's

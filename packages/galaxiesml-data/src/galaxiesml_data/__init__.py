@@ -5,7 +5,7 @@ disk they are channels-first ``(N, 5, H, W)`` like the published files.
 """
 
 from ._dataset import Dataset, ImageView, ValidationReport, check_values, open_split, validate
-from ._loader import batches, batches_per_epoch, epoch_permutation
+from ._loader import batches, batches_per_epoch, epoch_permutation, redshift_weights
 from ._schema import (
     BANDS,
     CATALOG_COLUMNS,
@@ -54,6 +54,7 @@ __all__ = [
     "file_name",
     "find_split",
     "open_split",
+    "redshift_weights",
     "sample_images",
     "sky_sigma",
     "synthesize",

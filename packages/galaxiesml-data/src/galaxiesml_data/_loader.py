@@ -12,7 +12,7 @@ import numpy as np
 from ._dataset import Dataset, _image_error, _nonfinite_rows, _redshift_error, open_split
 from ._schema import GalaxiesMLFormatError
 
-__all__ = ["batches", "batches_per_epoch", "epoch_permutation"]
+__all__ = ["batches", "batches_per_epoch", "epoch_permutation", "redshift_weights"]
 
 Batch = dict[str, np.ndarray]
 
@@ -22,11 +22,43 @@ def batches_per_epoch(n: int, batch_size: int, drop_last: bool = True) -> int:
     return n // batch_size if drop_last else -(-n // batch_size)
 
 
-def epoch_permutation(n: int, seed: int, epoch: int, shuffle: bool = True) -> np.ndarray:
-    """Order of the galaxies in ``epoch``: a permutation drawn from ``(seed, epoch)`` only."""
+def epoch_permutation(
+    n: int, seed: int, epoch: int, shuffle: bool = True, weights: np.ndarray | None = None
+) -> np.ndarray:
+    """Order of the galaxies in ``epoch``: a permutation drawn from ``(seed, epoch)`` only.
+
+    With ``weights`` ``(n,)`` (non-negative, not all zero): ``n`` draws *with replacement*, galaxy
+    ``i`` with probability ``weights[i] / sum(weights)``, again from ``(seed, epoch)`` only
+    (``shuffle`` is then ignored)."""
+    if weights is not None:
+        p = np.asarray(weights, dtype=np.float64)
+        rng = np.random.default_rng([int(seed), 1, int(epoch)])
+        return rng.choice(n, size=n, replace=True, p=p / p.sum()).astype(np.int64)
     if not shuffle:
         return np.arange(n, dtype=np.int64)
     return np.random.default_rng([int(seed), 0, int(epoch)]).permutation(n)
+
+
+def redshift_weights(z: np.ndarray, power: float, bin_width: float = 0.25) -> np.ndarray:
+    """Sampling weights ``(N,)`` that flatten the redshift distribution by ``power``.
+
+    Galaxy ``i`` in a redshift bin of ``bin_width`` (bins from 0) holding ``n_i`` galaxies gets
+    weight ``n_i ** -power``, scaled to mean 1: ``power = 0`` draws every galaxy alike (the data's
+    own redshift distribution), ``power = 1`` every occupied bin alike (rare redshifts, e.g.
+    z >= 3, are seen as often as common ones), values between temper the rebalancing. Pass the
+    result as ``batches(..., weights=...)``.
+    """
+    z = np.asarray(z, dtype=np.float64)
+    if not 0.0 <= float(power) <= 1.0:
+        raise ValueError(f"redshift_weights: power must be in [0, 1], got {power}")
+    if not bin_width > 0:
+        raise ValueError(f"redshift_weights: bin_width must be > 0, got {bin_width}")
+    if z.ndim != 1 or len(z) == 0 or not np.all(np.isfinite(z)):
+        raise ValueError("redshift_weights: z must be a non-empty 1-D array of finite redshifts")
+    b = np.floor(z / bin_width).astype(np.int64)
+    _, inv, counts = np.unique(b, return_inverse=True, return_counts=True)
+    w = counts[inv].astype(np.float64) ** -float(power)
+    return w / w.mean()
 
 
 def _make_batch(
@@ -39,11 +71,12 @@ def _make_batch(
     transform: Callable[[np.ndarray], np.ndarray] | None,
     perm_cache: dict[int, np.ndarray],
     shard: tuple[int, int] = (0, 1),
+    weights: np.ndarray | None = None,
 ) -> Batch:
     epoch, pos = divmod(g, nb)
     if epoch not in perm_cache:
         perm_cache.clear()
-        perm_cache[epoch] = epoch_permutation(len(ds), seed, epoch, shuffle)
+        perm_cache[epoch] = epoch_permutation(len(ds), seed, epoch, shuffle, weights)
     idx = perm_cache[epoch][pos * batch_size : (pos + 1) * batch_size]
     if shard[1] > 1:  # this process's contiguous block of the global batch
         rows = len(idx) // shard[1]
@@ -72,6 +105,7 @@ def batches(
     epochs: int | None = None,
     threads: int = 1,
     shard: tuple[int, int] | None = None,
+    weights: np.ndarray | None = None,
 ) -> Iterator[Batch]:
     """Iterate ``{"image": (B, H, W, 5) float32, "redshift": (B,) float32}`` batches, forever by default.
 
@@ -97,6 +131,10 @@ def batches(
             jax.process_count())`` in multi-process training. Concatenating the blocks over ``i``
             gives exactly the unsharded batch ``g`` for every ``g``, so the global batch sequence
             does not depend on ``n``. ``B`` must be divisible by ``n``.
+        weights: ``(N,)`` per-galaxy sampling weights (e.g. :func:`redshift_weights`): each
+            epoch is then ``N`` draws with replacement in proportion to them (see
+            :func:`epoch_permutation`), still a function of ``(seed, epoch)`` only, so resuming
+            and sharding work as without. None: every galaxy once per epoch.
 
     Raises:
         GalaxiesMLFormatError: (when the batch is made) a galaxy in it has a NaN or inf pixel or
@@ -118,8 +156,17 @@ def batches(
         raise TypeError(
             f"transform must have .forward or be callable, got {type(transform).__name__}"
         )
+    if weights is not None:
+        weights = np.asarray(weights, dtype=np.float64)
+        if weights.shape != (len(ds),):
+            raise ValueError(
+                f"{ds.path}: weights must have one value per galaxy, shape ({len(ds)},), "
+                f"got {weights.shape}"
+            )
+        if not (np.all(np.isfinite(weights)) and np.all(weights >= 0) and weights.sum() > 0):
+            raise ValueError("weights must be finite, non-negative and not all zero")
     stop = None if epochs is None else int(epochs) * nb
-    args = (ds, nb, batch_size, seed, shuffle, fn, shard)
+    args = (ds, nb, batch_size, seed, shuffle, fn, shard, weights)
     if prefetch <= 0:
         return _sync_iter(start, stop, args)
     return _prefetch_iter(start, stop, args, prefetch, max(1, int(threads)))
@@ -153,11 +200,11 @@ def _check_shard(shard: object, batch_size: int, drop_last: bool, n: int) -> tup
 
 
 def _sync_iter(start: int, stop: int | None, args: tuple, step: int = 1) -> Iterator[Batch]:
-    ds, nb, bs, seed, shuffle, fn, shard = args
+    ds, nb, bs, seed, shuffle, fn, shard, weights = args
     cache: dict[int, np.ndarray] = {}
     g = start
     while stop is None or g < stop:
-        yield _make_batch(ds, g, nb, bs, seed, shuffle, fn, cache, shard)
+        yield _make_batch(ds, g, nb, bs, seed, shuffle, fn, cache, shard, weights)
         g += step
 
 

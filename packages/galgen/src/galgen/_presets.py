@@ -7,7 +7,9 @@ A training preset is a nested dict with four sections, every leaf overridable wi
 - ``backbone``: ``gen_backbones.build`` arguments (``preset`` name plus overrides);
 - ``objective``: ``diffusion_core.DDPMConfig`` or ``meanflow.PMFConfig`` fields;
 - ``train``: ``diffusion_core.TrainConfig`` fields;
-- ``data``: the image transform (``arcsinh`` or ``minmax``); label smoothing is an objective field.
+- ``data``: the image transform (``arcsinh`` or ``minmax``) and its fit options, and
+  ``z_balance`` (0 by default: the power of ``galaxiesml_data.redshift_weights`` the training
+  batches are drawn with); label smoothing is an objective field.
 """
 
 from __future__ import annotations

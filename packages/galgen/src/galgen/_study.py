@@ -192,6 +192,7 @@ def check_config(cfg: dict[str, Any]) -> None:
         ("objective", lambda: obj.from_dict(dict(cfg["objective"]))),
         ("train", lambda: dc.TrainConfig.from_dict({**cfg["train"], "seed": cfg.get("seed", 0)})),
         ("backbone", lambda: _build(cfg)),
+        ("data.z_balance", lambda: _check_z_balance(cfg["data"].get("z_balance", 0.0))),
         # a run's fitted stats and stretch suit its baseline (a bare preset has none yet)
         ("objective", lambda: "data_stats" in cfg and data_stats(cfg)),
     )
@@ -200,6 +201,14 @@ def check_config(cfg: dict[str, Any]) -> None:
             build()
         except (TypeError, ValueError, KeyError) as exc:
             raise GalgenError(f"{section}: {str(exc).strip().splitlines()[0]}") from None
+
+
+def _check_z_balance(power: Any) -> None:
+    """``data.z_balance``: a number in [0, 1] (``galaxiesml_data.redshift_weights``' power)."""
+    if isinstance(power, bool) or not isinstance(power, (int, float)):
+        raise TypeError(f"{power!r}: expected a number in [0, 1]")
+    if not 0.0 <= power <= 1.0:
+        raise ValueError(f"{power!r}: expected a number in [0, 1] (0: no rebalancing)")
 
 
 def sky_stats(y: np.ndarray) -> dict[str, list[float]]:
@@ -269,7 +278,7 @@ def train(
         split_cpu(cpu_devices)
     import diffusion_core as dc
     import jax
-    from galaxiesml_data import batches, open_split, sample_images
+    from galaxiesml_data import batches, open_split, redshift_weights, sample_images
     from jax.sharding import Mesh
 
     out = Path(out)
@@ -339,7 +348,8 @@ def train(
         import inspect
 
         kind = _transform(cfg["data"]["transform"])
-        opts = {k: v for k, v in cfg["data"].items() if k != "transform"}
+        # z_balance is the loader's (batches' weights, below), every other key the transform's
+        opts = {k: v for k, v in cfg["data"].items() if k not in ("transform", "z_balance")}
         known = set(inspect.signature(kind.fit).parameters) - {"data", "max_images", "seed"}
         bad = sorted(set(opts) - known)
         if bad:
@@ -367,10 +377,14 @@ def train(
     loss_fn = _objective(cfg, net)
     tcfg = dc.TrainConfig.from_dict({**cfg["train"], "seed": seed})
 
+    power = float(cfg["data"].get("z_balance", 0.0))
+    weights = redshift_weights(np.asarray(ds.redshift[:]), power) if power > 0 else None
+
     def batches_fn(start: int):  # this process's block of every global batch
         return batches(
-            ds, tcfg.batch_size, seed=seed, start=start, transform=tf.forward, shard=(rank, nproc)
-        )
+            ds, tcfg.batch_size, seed=seed, start=start, transform=tf.forward,
+            shard=(rank, nproc), weights=weights,
+        )  # fmt: skip
 
     try:
         mesh = Mesh(np.asarray(devices), ("data",))  # all devices of all processes, or the split
