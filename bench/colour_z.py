@@ -7,6 +7,7 @@ r) and a model that smooths the relation misses it. Same aperture and asinh soft
 real file's redshifts in order (``galgen sample --redshifts test``).
 
     .venv/bin/python bench/colour_z.py DATA/..._testing_with_morphology.hdf5 a.hdf5 b.hdf5
+    .venv/bin/python bench/colour_z.py DATA/... a.hdf5 --edges 2 2.5 3 4   # the rare high-z bins
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ def main() -> None:
     ap.add_argument("real", type=Path, help="real test file (GalaxiesML schema)")
     ap.add_argument("samples", nargs="*", type=Path, help="sample files on the same redshifts")
     ap.add_argument("--n", type=int, default=None, help="first N galaxies only")
+    ap.add_argument("--edges", type=float, nargs="+", default=EDGES,
+                    help="redshift bin edges (default: fine bins below z = 2)")  # fmt: skip
     a = ap.parse_args()
     st = settings(a.real, a.n or 4096)
     sets = [("real", *colours(a.real, st, a.n))]
@@ -49,7 +52,7 @@ def main() -> None:
     z = sets[0][2]
     print("median colour g-r / r-i per redshift bin, (its scatter: 1.4826 MAD), N real galaxies")
     print(f"{'bin':>9} {'N':>5} " + " ".join(f"{name[:29]:>29}" for name, _, _ in sets))
-    for lo, hi in zip(EDGES[:-1], EDGES[1:], strict=True):
+    for lo, hi in zip(a.edges[:-1], a.edges[1:], strict=True):
         m = (z >= lo) & (z < hi)
         if m.sum() < 10:
             continue
