@@ -177,7 +177,7 @@ REPRODUCE_PRESETS: dict[str, dict[str, Any]] = {
         # batches drawn with redshift weights n_bin ** -0.5 (diagnosis item 19): in plain epochs
         # the 0.6 % of training galaxies at z >= 3 never taught the DDPM the g drop-out (g - r
         # ~-0.1 against the real +1.24); rebalanced (4.8 % of the draws) two seeds draw +0.59 /
-        # +0.66 at no measurable cost below z = 2. Not in ddpm-cpu itself: at the smoke budget
+        # +0.66 with little lost below z = 2. Not in ddpm-cpu itself: at the smoke budget
         # (1,000 steps on 1,024 galaxies) the same weights cost the common redshifts' colours.
         "ddpm": ("ddpm-cpu", {"train.steps": 6000, "data.z_balance": 0.5}),
         "pmf": ("pmf-cpu", {"train.steps": 2500}),
