@@ -230,7 +230,7 @@ def test_weighted_batches_draw_in_proportion_resume_and_shard_exactly(small):
         np.testing.assert_array_equal(
             np.concatenate([halves[0][g]["image"], halves[1][g]["image"]]), full[g]["image"]
         )
-    # the unweighted epoch is a permutation; the weighted one is not
+    # without weights an epoch is a permutation again (8 distinct rows in a batch)
     assert len(set(_rows(next(batches(small, 8, seed=3))))) == 8
 
 
