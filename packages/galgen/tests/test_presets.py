@@ -88,15 +88,14 @@ def test_cpu_pmf_keeps_bright_cores_as_smooth_as_real_ones(tmp_path):
     import jax.numpy as jnp
     import numpy as np
     from galaxiesml_data import ArcsinhStretch, find_split, open_split
-    from galgen._study import sky_stats
+    from galgen._study import sky_stats, transform_options
     from meanflow import PMFConfig, sample
     from morph_metrics import sky_noise
 
     galgen.synth(tmp_path, n_train=64, n_val=8, n_test=8, size=16, seed=0, workers=1)
     x = np.asarray(open_split(find_split(tmp_path, "training")).images, np.float32)
     cfg = resolve("pmf-cpu")
-    opts = {k: v for k, v in cfg["data"].items() if k != "transform"}
-    tf = ArcsinhStretch.fit(x, **opts)
+    tf = ArcsinhStretch.fit(x, **transform_options(cfg["data"]))
     y = tf.forward(x)
     stats = sky_stats(y)  # as galgen.train stores them in config.json
     mean, std = np.asarray(stats["mean"]), np.asarray(stats["std"])
@@ -160,6 +159,7 @@ def test_cpu_presets_train_v_prediction_on_data_of_unit_scale(tmp_path):
     import galgen
     import numpy as np
     from galaxiesml_data import ArcsinhStretch, find_split, open_split
+    from galgen._study import transform_options
 
     galgen.synth(tmp_path, n_train=64, n_val=8, n_test=8, size=16, seed=0, workers=1)
     x = np.asarray(open_split(find_split(tmp_path, "training")).images, np.float32)
@@ -173,8 +173,7 @@ def test_cpu_presets_train_v_prediction_on_data_of_unit_scale(tmp_path):
         assert baselines == {("ddpm", "gaussian"), ("pmf", "gaussian_asinh")}, preset
         cfg = runs["ddpm"]
         assert cfg["objective"]["prediction"] == "v", preset
-        opts = {k: v for k, v in cfg["data"].items() if k != "transform"}
-        std = ArcsinhStretch.fit(x, **opts).forward(x).std()
+        std = ArcsinhStretch.fit(x, **transform_options(cfg["data"])).forward(x).std()
         # ddpm-cpu's softening-2 stretch (item 12): ~0.9 on 32x32 stamps, ~1.1 on these 16x16
         assert 0.45 < std < 1.5, (preset, std)
 

@@ -203,6 +203,12 @@ def check_config(cfg: dict[str, Any]) -> None:
             raise GalgenError(f"{section}: {str(exc).strip().splitlines()[0]}") from None
 
 
+def transform_options(data: dict[str, Any]) -> dict[str, Any]:
+    """The fit options of a run config's ``data`` section: every key but ``transform`` (its kind)
+    and ``z_balance`` (the loader's: the training batches' redshift weights)."""
+    return {k: v for k, v in data.items() if k not in ("transform", "z_balance")}
+
+
 def _check_z_balance(power: Any) -> None:
     """``data.z_balance``: a number in [0, 1] (``galaxiesml_data.redshift_weights``' power)."""
     if isinstance(power, bool) or not isinstance(power, (int, float)):
@@ -348,8 +354,7 @@ def train(
         import inspect
 
         kind = _transform(cfg["data"]["transform"])
-        # z_balance is the loader's (batches' weights, below), every other key the transform's
-        opts = {k: v for k, v in cfg["data"].items() if k not in ("transform", "z_balance")}
+        opts = transform_options(cfg["data"])
         known = set(inspect.signature(kind.fit).parameters) - {"data", "max_images", "seed"}
         bad = sorted(set(opts) - known)
         if bad:
