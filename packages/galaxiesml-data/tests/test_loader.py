@@ -12,6 +12,7 @@ from galaxiesml_data import (
     GalaxiesMLFormatError,
     batches,
     batches_per_epoch,
+    check_balance_power,
     epoch_permutation,
     open_split,
     redshift_weights,
@@ -204,6 +205,10 @@ def test_redshift_weights_flatten_the_bins_by_their_power():
     for bad, match in ((1.5, "power must be in"), (-0.1, "power must be in")):
         with pytest.raises(ValueError, match=match):
             redshift_weights(z, bad)
+    for bad in (True, "0.5", None):  # float() would take the first two; only numbers are powers
+        with pytest.raises(TypeError, match=r"power must be a number in \[0, 1\]"):
+            redshift_weights(z, bad)
+    assert check_balance_power(np.float32(0.5)) == 0.5 and check_balance_power(1) == 1.0
     with pytest.raises(ValueError, match="finite"):
         redshift_weights(np.array([0.1, np.nan]), 0.5)
 

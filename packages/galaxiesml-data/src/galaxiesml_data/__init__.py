@@ -5,7 +5,13 @@ disk they are channels-first ``(N, 5, H, W)`` like the published files.
 """
 
 from ._dataset import Dataset, ImageView, ValidationReport, check_values, open_split, validate
-from ._loader import batches, batches_per_epoch, epoch_permutation, redshift_weights
+from ._loader import (
+    batches,
+    batches_per_epoch,
+    check_balance_power,
+    epoch_permutation,
+    redshift_weights,
+)
 from ._schema import (
     BANDS,
     CATALOG_COLUMNS,
@@ -49,6 +55,7 @@ __all__ = [
     "ValidationReport",
     "batches",
     "batches_per_epoch",
+    "check_balance_power",
     "check_values",
     "epoch_permutation",
     "file_name",

@@ -6,13 +6,20 @@ import queue
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ._dataset import Dataset, _image_error, _nonfinite_rows, _redshift_error, open_split
 from ._schema import GalaxiesMLFormatError
 
-__all__ = ["batches", "batches_per_epoch", "epoch_permutation", "redshift_weights"]
+__all__ = [
+    "batches",
+    "batches_per_epoch",
+    "check_balance_power",
+    "epoch_permutation",
+    "redshift_weights",
+]
 
 Batch = dict[str, np.ndarray]
 
@@ -39,6 +46,20 @@ def epoch_permutation(
     return np.random.default_rng([int(seed), 0, int(epoch)]).permutation(n)
 
 
+def check_balance_power(power: Any) -> float:
+    """``power`` of :func:`redshift_weights` as a float, or an error naming the allowed range:
+    ``TypeError`` for a non-number (a bool or a string too), ``ValueError`` outside [0, 1]."""
+    if isinstance(power, bool) or not isinstance(power, (int, float, np.integer, np.floating)):
+        raise TypeError(
+            f"redshift_weights power must be a number in [0, 1] (0: no rebalancing), got {power!r}"
+        )
+    if not 0.0 <= float(power) <= 1.0:
+        raise ValueError(
+            f"redshift_weights power must be in [0, 1] (0: no rebalancing), got {power!r}"
+        )
+    return float(power)
+
+
 def redshift_weights(z: np.ndarray, power: float, bin_width: float = 0.25) -> np.ndarray:
     """Sampling weights ``(N,)`` that flatten the redshift distribution by ``power``.
 
@@ -49,8 +70,7 @@ def redshift_weights(z: np.ndarray, power: float, bin_width: float = 0.25) -> np
     result as ``batches(..., weights=...)``.
     """
     z = np.asarray(z, dtype=np.float64)
-    if not 0.0 <= float(power) <= 1.0:
-        raise ValueError(f"redshift_weights: power must be in [0, 1], got {power}")
+    power = check_balance_power(power)
     if not bin_width > 0:
         raise ValueError(f"redshift_weights: bin_width must be > 0, got {bin_width}")
     if z.ndim != 1 or len(z) == 0 or not np.all(np.isfinite(z)):

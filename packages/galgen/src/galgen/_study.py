@@ -171,6 +171,7 @@ def check_config(cfg: dict[str, Any]) -> None:
 
     import diffusion_core as dc
     import meanflow as mf
+    from galaxiesml_data import check_balance_power
 
     obj = dc.DDPMConfig if cfg["model"] == "ddpm" else mf.PMFConfig
     sections = (("objective", obj, cfg["objective"]), ("train", dc.TrainConfig, cfg["train"]))
@@ -192,7 +193,7 @@ def check_config(cfg: dict[str, Any]) -> None:
         ("objective", lambda: obj.from_dict(dict(cfg["objective"]))),
         ("train", lambda: dc.TrainConfig.from_dict({**cfg["train"], "seed": cfg.get("seed", 0)})),
         ("backbone", lambda: _build(cfg)),
-        ("data.z_balance", lambda: _check_z_balance(cfg["data"].get("z_balance", 0.0))),
+        ("data.z_balance", lambda: check_balance_power(cfg["data"].get("z_balance", 0.0))),
         # a run's fitted stats and stretch suit its baseline (a bare preset has none yet)
         ("objective", lambda: "data_stats" in cfg and data_stats(cfg)),
     )
@@ -207,14 +208,6 @@ def transform_options(data: dict[str, Any]) -> dict[str, Any]:
     """The fit options of a run config's ``data`` section: every key but ``transform`` (its kind)
     and ``z_balance`` (the loader's: the training batches' redshift weights)."""
     return {k: v for k, v in data.items() if k not in ("transform", "z_balance")}
-
-
-def _check_z_balance(power: Any) -> None:
-    """``data.z_balance``: a number in [0, 1] (``galaxiesml_data.redshift_weights``' power)."""
-    if isinstance(power, bool) or not isinstance(power, (int, float)):
-        raise TypeError(f"{power!r}: expected a number in [0, 1]")
-    if not 0.0 <= power <= 1.0:
-        raise ValueError(f"{power!r}: expected a number in [0, 1] (0: no rebalancing)")
 
 
 def sky_stats(y: np.ndarray) -> dict[str, list[float]]:
