@@ -34,7 +34,7 @@ def main() -> None:
     import morph_metrics as mm
     from galaxiesml_data import open_split
     from galgen import Simulator
-    from galgen._photeval import settings
+    from galgen._photeval import colour_array, settings
     from galgen._simulator import data_stats
     from galgen._study import sky_stats
 
@@ -57,11 +57,7 @@ def main() -> None:
     st = settings(a.real, min(len(ds), 4096))
     names = mm.colour_names(st["bands"])
 
-    def colours(lin: np.ndarray) -> np.ndarray:  # (N, C - 1), galgen evaluate's photometry
-        cols = mm.photometry(lin, st["radius"], np.asarray(st["softening"]), bands=st["bands"])
-        return np.stack([cols[c] for c in names], axis=1)
-
-    true = colours(imgs)
+    true = colour_array(imgs, st)  # (N, C - 1), galgen evaluate's photometry
     x0 = jnp.asarray(sim._transform.forward(imgs), jnp.float32)
     sky = sky_stats(np.asarray(x0))  # the test stamps' own border sky, whatever the run's baseline
     core = np.asarray((x0 - np.asarray(sky["mean"])) / np.asarray(sky["std"]) > 5)
@@ -103,7 +99,7 @@ def main() -> None:
                                     for i in range(0, len(z), 256)])  # fmt: skip
             est[name] = al * xt - si * pred if v_pred else (xt - si * pred) / al
         for name, xh in est.items():
-            c = colours(np.asarray(sim._transform.inverse(np.asarray(xh)), np.float32))
+            c = colour_array(np.asarray(sim._transform.inverse(np.asarray(xh)), np.float32), st)
             slopes = " ".join(f"{np.polyfit(true[:, k], c[:, k], 1)[0]:+7.2f}"
                               for k in range(true.shape[1]))  # fmt: skip
             err2 = np.asarray((xh - x0) ** 2)

@@ -30,10 +30,9 @@ def main() -> None:
     import diffusion_core as dc
     import jax
     import jax.numpy as jnp
-    import morph_metrics as mm
     from galaxiesml_data import open_split
     from galgen import Simulator
-    from galgen._photeval import settings
+    from galgen._photeval import colour_array, settings
     from galgen._simulator import data_stats
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -55,11 +54,9 @@ def main() -> None:
     n = min(a.n, len(ds))
     z = np.asarray(ds.redshift[:n], np.float32)
     st = settings(a.real, min(len(ds), 4096))  # galgen evaluate's aperture and softening
-    names = mm.colour_names(st["bands"])[:2]  # g - r, r - i
 
-    def colours(lin: np.ndarray) -> np.ndarray:  # (N, 2), galgen evaluate's photometry
-        cols = mm.photometry(lin, st["radius"], np.asarray(st["softening"]), bands=st["bands"])
-        return np.stack([cols[c] for c in names], axis=1)
+    def colours(lin: np.ndarray) -> np.ndarray:  # (N, 2): g − r, r − i as galgen evaluate's
+        return colour_array(lin, st)[:, :2]
 
     sched = dc.ddpm_schedule()
     dcfg = dc.DDPMConfig.from_dict(cfg["objective"])

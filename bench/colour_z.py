@@ -22,14 +22,13 @@ EDGES = (0.0, 0.2, 0.35, 0.5, 0.65, 0.8, 1.0, 1.25, 1.5, 2.0, 4.0)
 
 def colours(path: Path, st: dict, n: int | None) -> tuple[np.ndarray, np.ndarray]:
     """``(N, 4)`` aperture colours g−r, r−i, i−z, z−y (asinh mag) and ``(N,)`` redshifts."""
-    import morph_metrics as mm
     from galaxiesml_data import open_split
+    from galgen._photeval import colour_array
 
     ds = open_split(path)
     n = len(ds) if n is None else min(n, len(ds))
     x = np.asarray(ds.images[:n], np.float32)
-    m = mm.asinh_mag(mm.aperture_flux(x, st["radius"]), np.asarray(st["softening"]))
-    return m[:, :-1] - m[:, 1:], np.asarray(ds.redshift[:n], np.float64)
+    return colour_array(x, st), np.asarray(ds.redshift[:n], np.float64)
 
 
 def main() -> None:

@@ -52,6 +52,26 @@ def settings(real: Path, n: int) -> dict[str, Any]:
     }
 
 
+def photometry_of(images: np.ndarray, st: dict[str, Any]) -> dict[str, np.ndarray]:
+    """``morph_metrics.photometry`` columns (each ``(N,)``) of linear-flux stamps ``(N, H, W, C)``
+    with the aperture, softening, zero point and bands of :func:`settings` ``st``."""
+    import morph_metrics as mm
+
+    return mm.photometry(
+        images, st["radius"], np.asarray(st["softening"]), zero_point=st["zero_point"],
+        bands=st["bands"],
+    )  # fmt: skip
+
+
+def colour_array(images: np.ndarray, st: dict[str, Any]) -> np.ndarray:
+    """Adjacent aperture colours ``(N, C - 1)`` (asinh mag; g−r, r−i, … in band order) of
+    linear-flux stamps ``(N, H, W, C)``, measured as ``galgen evaluate`` measures them."""
+    import morph_metrics as mm
+
+    cols = photometry_of(images, st)
+    return np.stack([cols[c] for c in mm.colour_names(st["bands"])], axis=1)
+
+
 def _key(path: Path, idx: np.ndarray, st: dict[str, Any]) -> str:
     from galgen._study import file_digest
 
@@ -81,10 +101,7 @@ def summarize(
         order = np.argsort(sel)
         x = np.empty((sel.size, *ds.images.shape[1:]), np.float32)
         x[order] = ds.images[sel[order]]  # read in increasing index order
-        cols = mm.photometry(
-            x, st["radius"], np.asarray(st["softening"]), zero_point=st["zero_point"],
-            bands=st["bands"],
-        )  # fmt: skip
+        cols = photometry_of(x, st)
         cols["sky"] = mm.sky_noise(x, st["border"])
         cols["ring"] = mm.border_level(x)
         cols["profile"] = mm.radial_profile(x, np.asarray(st["profile_edges"]))[0]
