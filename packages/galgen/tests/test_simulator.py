@@ -52,6 +52,18 @@ def test_sample_is_reproducible_by_seed_and_independent_of_batching(pmf):
     assert a.bands == ("g", "r", "i", "z", "y") and a.pixel_scale == pytest.approx(0.168)
 
 
+def test_ddpm_galaxies_are_independent_of_batching_ancestral_sampling_too(runs):
+    """'ddpm' (ancestral) draws fresh noise at every step: each galaxy's step noises come from
+    (seed, i) like its starting noise, so batches of 2 (2 + 2 + padded 1) give the batch-of-5
+    galaxies — before, a batch's step key came from where the batch started."""
+    sim = Simulator.load(runs["ddpm"])
+    for method in ("ddpm", "dpmpp_2m"):
+        a = sim.sample(Z, method=method, steps=8, seed=3)
+        b = sim.sample(Z, method=method, steps=8, seed=3, batch_size=2)
+        np.testing.assert_allclose(a.images, b.images, rtol=1e-4, atol=1e-4)
+    assert not np.allclose(a.images, sim.sample(Z, method="dpmpp_2m", steps=8, seed=4).images)
+
+
 def test_sampler_compiles_once_per_shape_and_the_last_batch_is_padded(runs):
     sim = Simulator.load(runs["pmf"])
     sim.sample(Z, seed=0, batch_size=2)  # batches 2, 2 and a padded 1

@@ -243,7 +243,7 @@ class Simulator:
     def _sampler(
         self, method: str, steps: int, guidance: float | None
     ) -> tuple[Callable, dict[str, int]]:
-        """A jitted ``fn(params, index (B,), redshift (B,), key, step_key) -> x (B, H, W, C)`` (stretched
+        """A jitted ``fn(params, index (B,), redshift (B,), key) -> x (B, H, W, C)`` (stretched
         space) and a box holding its NFE once traced. Cached per (method, steps, guidance)."""
         key = (method, steps, guidance)
         if key in self._samplers:
@@ -259,7 +259,9 @@ class Simulator:
             # galaxy i's noise depends only on (seed, i): the same image whatever the batching
             return jax.vmap(lambda i: jax.random.normal(jax.random.fold_in(key, i), shape))(index)
 
-        # key: the seed's key, for the noise; step_key drives a stochastic solver ('ddpm')
+        def step_keys_of(index, key):
+            # and so do a stochastic solver's ('ddpm') step noises: one key per galaxy
+            return jax.vmap(lambda i: jax.random.fold_in(jax.random.fold_in(key, i), 1))(index)
 
         # one sampler entry point for both kinds: ode_samplers.sample with the model's model_fn
         from ode_samplers import sample as ode_sample
@@ -289,11 +291,11 @@ class Simulator:
             def model_fn_of(params, z):
                 return dc.ddpm_model_fn(baseline_apply, params, z, guidance=guidance)
 
-        def fn(params, index, z, key, step_key):
+        def fn(params, index, z, key):
             self.traces += 1
             x, nfe = ode_sample(
                 model_fn_of(params, z), noise_of(index, key), schedule=sched, method=method,
-                num_steps=steps, prediction=prediction, key=step_key, return_nfe=True,
+                num_steps=steps, prediction=prediction, key=step_keys_of(index, key), return_nfe=True,
                 clip_x0=(lo, hi),
             )  # fmt: skip
             box["nfe"] = nfe * passes
@@ -361,8 +363,8 @@ class Simulator:
             steps: sampler steps (default: the study's setting for the method).
             guidance: classifier-free guidance scale w (None or 1: none; a DDPM guided step
                 costs two network evaluations, pMF guidance is learned and costs none).
-            seed: galaxy i's starting noise depends only on (seed, i), so deterministic methods
-                give the same galaxy whatever ``batch_size``; 'ddpm' also depends on the batching.
+            seed: galaxy i's starting noise (and 'ddpm''s step noises) depend only on
+                (seed, i), so every method gives the same galaxy whatever ``batch_size``.
             batch_size: galaxies per compiled call (memory); the last batch is padded.
             object_id: ``(N,)`` integer ids carried into the outputs (default 0..N-1).
             progress: show a progress bar (default: when there is more than one batch).
@@ -395,7 +397,7 @@ class Simulator:
             index = np.arange(i, i + bsz, dtype=np.int32)
             zc = np.full(bsz, z[i + m - 1], np.float32)  # pad with a real redshift
             zc[:m] = z[i : i + m]
-            x = fn(self._params, index, zc, key, jax.random.fold_in(key, i))
+            x = fn(self._params, index, zc, key)
             out.append(np.asarray(x)[:m])
             bar.update(m)
         bar.close()

@@ -836,7 +836,7 @@ def bench(
             # sampler is several times slower). A warm-up longer than WARM_ENOUGH_S counts as a
             # timed call: its first-call overhead is negligible, and for DDPM-1000 a second
             # call would cost another whole run (28 s of the smoke preset's bench stage).
-            args = (params, index, z, key, key)
+            args = (params, index, z, key)
             compiled = fn.lower(*args).compile()
             first = _timed_call(compiled, args)
             times = [first] if first > WARM_ENOUGH_S else []

@@ -147,7 +147,9 @@ def sample(
     FlowSchedule, 'quadratic' otherwise (the most accurate of the three on the exact-score
     benchmarks at 10-80 NFE, see the README). A final
     step to t = 0 is first order for every method (it returns the x0 estimate). `key` is needed
-    for 'ddpm' and for 'ddim' with eta > 0. `clip_x0=(lo, hi)` clips every x0 estimate to the
+    for 'ddpm' and for 'ddim' with eta > 0: one key (``jax.random.key(seed)``), or one per row
+    of `noise` (shape (B,)), which makes each row's path depend on its own key alone, so the
+    same row comes out whatever batch it is sampled in. `clip_x0=(lo, hi)` clips every x0 estimate to the
     data range and recomputes eps from it (DDPM's "clip denoised"; keeps an imperfect eps model
     from diverging); None (default) leaves the solver exact. NFE (model calls) is `num_steps` for single-evaluation
     methods and 2 * num_steps (- 1 when the last step goes to t = 0) for 'heun'/'dpmpp_2s';
@@ -232,7 +234,10 @@ def sample(
         opts = {"eta": eta, "space_t": schedule.ode_space == "t"}
         body, carry = _BODIES[method](evaluate, x, opts)
         if stochastic:
-            xs["key"] = jax.random.split(key, n_reg)
+            if _per_row(key, x.shape[0]):  # (n_reg, B): row b's step keys from its own key
+                xs["key"] = jax.vmap(lambda k: jax.random.split(k, n_reg), out_axes=1)(key)
+            else:
+                xs["key"] = jax.random.split(key, n_reg)
         xs = {k: v if k == "key" else jnp.asarray(v, dtype) for k, v in xs.items()}
         carry, _ = jax.lax.scan(body, carry, xs)
         x = carry[0]
@@ -338,7 +343,24 @@ def _ab_coefficients(rho, order):
     return out
 
 
+def _per_row(key: Array, batch: int) -> bool:
+    """Whether ``key`` is one key per row of a batch of ``batch`` (typed ``(B,)`` or raw
+    ``(B, 2)``) rather than one key for the whole batch (typed ``()`` or raw ``(2,)``)."""
+    typed = jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
+    ndim = key.ndim - (0 if typed else 1)
+    if ndim == 0:
+        return False
+    if ndim != 1 or key.shape[0] != batch:
+        raise ValueError(
+            f"sample: key must be one key or one key per row of noise ({batch}), got a key "
+            f"array of shape {key.shape}"
+        )
+    return True
+
+
 def _noise(z, key):
+    if _per_row(key, z.shape[0]):  # row b's noise from its own key: independent of the batching
+        return jax.vmap(lambda k: jax.random.normal(k, z.shape[1:], z.dtype))(key)
     return jax.random.normal(key, z.shape, z.dtype)
 
 
